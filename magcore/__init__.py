@@ -9,6 +9,7 @@ The layout is one direction of dependency:
 * :mod:`magcore.plotting` -- figures drawn from the runs' results.
 """
 
+from . import optim, plotting, problems, sweeps
 from .optim import (NSGD, PQSGD, SGD, Adam, Lion, NormPowerSGD,
                     SignPowerSGD, SignSGD)
 

@@ -51,8 +51,11 @@ from .base import (MagcoreOptimizer, check_betas, check_finite_nonnegative,
 NORM_SCOPES = ("group", "tensor")
 
 
-def _direction(c, p):
-    """sign(c) * |c|^p, with the exact forms at p = 0 and p = 1."""
+def power_direction(c, p):
+    """sign(c) * |c|^p elementwise, with the exact forms at p = 0 and 1.
+
+    At p = 1 the input itself is returned (not a copy).
+    """
     if p == 0:
         return torch.sign(c)
     if p == 1:
@@ -144,7 +147,7 @@ def pq_reference(params, grads, bufs, *, lr, p, q, betas, weight_decay,
         scales = [None] * len(cs)
 
     for param, c, scale in zip(params, cs, scales):
-        d = _direction(c, p)
+        d = power_direction(c, p)
         if scale is not None:
             d = d * scale
         param.add_(d, alpha=-lr)
