@@ -87,3 +87,8 @@ def test_tune_lr_picks_the_best_and_warns_at_the_edge():
     with pytest.warns(UserWarning, match="edge"):
         tune_lr(q, [1.0, 1.0], make, lrs[:3], 50)
     assert math.isfinite(best.values[-1])
+    tail_best, _ = tune_lr(q, [1.0, 1.0], make, lrs, 50, tail=10)
+    assert np.mean(tail_best.values[-10:]) == min(
+        np.mean(r.values[-10:]) for r in runs)
+    with pytest.raises(ValueError, match="tail"):
+        tune_lr(q, [1.0, 1.0], make, lrs, 50, tail=0)

@@ -65,12 +65,14 @@ def run_trajectory(fn, x0, make_optimizer, lr, steps):
     return Trajectory(points, values, step_norms, lr)
 
 
-def tune_lr(fn, x0, make_optimizer, lrs, steps):
-    """The run with the lowest final value over a grid of learning rates.
+def tune_lr(fn, x0, make_optimizer, lrs, steps, tail=1):
+    """The run with the lowest final values over a grid of learning rates.
 
-    Every learning rate in ``lrs`` is run; diverged runs count as +inf. If
-    the best learning rate is the smallest or the largest of the grid, the
-    grid was too narrow and a warning says so.
+    Every learning rate in ``lrs`` is run and scored by the mean of its last
+    ``tail`` values of f; a score over several steps keeps a method that
+    oscillates from winning by a lucky last step. Diverged runs score +inf.
+    If the best learning rate is the smallest or the largest of the grid,
+    the grid was too narrow and a warning says so.
 
     Returns:
         ``(best, runs)``: the best :class:`Trajectory` and all of them.
@@ -78,9 +80,12 @@ def tune_lr(fn, x0, make_optimizer, lrs, steps):
     import warnings
 
     runs = [run_trajectory(fn, x0, make_optimizer, lr, steps) for lr in lrs]
-    finals = [r.values[-1] if np.isfinite(r.values[-1]) else np.inf
-              for r in runs]
-    best = int(np.argmin(finals))
+    if not 1 <= tail <= steps + 1:
+        raise ValueError(f"Invalid tail: {tail!r} (need 1 <= tail <= "
+                         f"steps + 1 = {steps + 1})")
+    scores = [np.mean(r.values[-tail:]) for r in runs]
+    scores = [s if np.isfinite(s) else np.inf for s in scores]
+    best = int(np.argmin(scores))
     if best in (0, len(lrs) - 1):
         warnings.warn(f"best lr {lrs[best]:g} lies on the edge of the grid "
                       f"[{min(lrs):g}, {max(lrs):g}]; widen it",
