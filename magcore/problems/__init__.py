@@ -1,6 +1,14 @@
 """Problems: objective functions and data, with no knowledge of optimizers.
+
+``digits`` (scikit-learn's bundled handwritten digits) imports
+scikit-learn only when its data are loaded.
 """
 
+from .digits import DigitsSplit, load_digits_split, make_mlp, n_parameters
 from .functions import Quadratic, Rosenbrock, rotation_2d
+from .noisy import NoisyProblem, noisy_quadratic
+from .power_law import PowerLaw
 
-__all__ = ["Quadratic", "Rosenbrock", "rotation_2d"]
+__all__ = ["DigitsSplit", "NoisyProblem", "PowerLaw", "Quadratic",
+           "Rosenbrock", "load_digits_split", "make_mlp", "n_parameters",
+           "noisy_quadratic", "rotation_2d"]
