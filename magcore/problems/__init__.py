@@ -4,11 +4,12 @@
 scikit-learn only when its data are loaded.
 """
 
+from .base import Problem, minibatch_indices
 from .digits import DigitsSplit, load_digits_split, make_mlp, n_parameters
 from .functions import Quadratic, Rosenbrock, rotation_2d
 from .noisy import NoisyProblem, noisy_quadratic
 from .power_law import PowerLaw
 
-__all__ = ["DigitsSplit", "NoisyProblem", "PowerLaw", "Quadratic",
+__all__ = ["DigitsSplit", "NoisyProblem", "PowerLaw", "Problem", "Quadratic",
            "Rosenbrock", "load_digits_split", "make_mlp", "n_parameters",
-           "noisy_quadratic", "rotation_2d"]
+           "minibatch_indices", "noisy_quadratic", "rotation_2d"]
