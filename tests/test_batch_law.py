@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from magcore.sweeps.batch_model import (optimal_lr, sgd_noise_scale,
-                                        sgd_optimal_lr, sign_power_lr_law,
+                                        sgd_optimal_lr,
+                                        sign_power_law_coefficients,
+                                        sign_power_lr_law,
                                         sign_power_noise_scale,
                                         update_moments)
 
@@ -104,6 +106,9 @@ def test_coefficients_are_the_expansion_of_the_moments(p):
     m1, _ = update_moments(grad, std, p, 1e-8)
     signal = (m1 @ grad) * 1e-8 ** (-(1 - p) / 2)
     assert law1 == pytest.approx(signal / (c0 + d_coef), rel=1e-6)
+    np.testing.assert_allclose(
+        sign_power_law_coefficients(grad, hessian, std, p),
+        [signal, c0, d_coef], rtol=1e-3)
 
 
 def test_diagonal_sign_has_no_crossover():

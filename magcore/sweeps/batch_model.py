@@ -330,8 +330,18 @@ def sgd_optimal_lr(grad, hessian, cov, batch=1):
     return lr_max * shrink, -(grad @ grad) ** 2 / (2 * curvature) * shrink
 
 
-def _law_coefficients(grad, hessian, std, p):
-    r"""The constants :math:`A, C, D` of :func:`sign_power_lr_law`."""
+def sign_power_law_coefficients(grad, hessian, std, p):
+    r"""The constants :math:`(A, C, D)` of :func:`sign_power_lr_law`.
+
+    In the limit of a small batch, :math:`G^\top m_1 = A\,B^{(1-p)/2}
+    (1 + O(B))` and :math:`\mathbb E[u^\top H u] = B^{-p}(C + D\,B +
+    O(B^2))`; the formulas are in :func:`sign_power_noise_scale` and
+    :func:`sign_power_lr_law`. Arguments as in
+    :func:`sign_power_noise_scale`.
+
+    Returns:
+        ``(A, C, D)``, three floats.
+    """
     p = _check_exponent("p", p)
     grad, hessian, std = _check_model(grad, hessian, std)
     if np.any(std <= 0) or not np.all(np.isfinite(std)):
@@ -345,7 +355,7 @@ def _law_coefficients(grad, hessian, std, p):
     signal = kappa * (grad @ a)
     noise = second * (diagonal @ std ** (2 * p))
     growth = second * p * (diagonal @ a ** 2) + kappa ** 2 * (a @ off @ a)
-    return signal, noise, growth
+    return float(signal), float(noise), float(growth)
 
 
 def sign_power_noise_scale(grad, hessian, std, p):
@@ -381,7 +391,8 @@ def sign_power_noise_scale(grad, hessian, std, p):
         ...                              1.0, 1.0))   # = sgd_noise_scale
         1.5
     """
-    _, noise, growth = _law_coefficients(grad, hessian, std, p)
+    _, noise, growth = sign_power_law_coefficients(grad, hessian, std,
+                                                   p)
     return float(noise / growth) if growth > 0 else math.inf
 
 
@@ -420,7 +431,8 @@ def sign_power_lr_law(grad, hessian, std, p, batch=1):
         >>> float(sign_power_lr_law(grad, h, 1.0, 1.0, batch=1.5))
         0.25
     """
-    signal, noise, growth = _law_coefficients(grad, hessian, std, p)
+    signal, noise, growth = sign_power_law_coefficients(grad, hessian,
+                                                        std, p)
     batch = np.asarray(batch, dtype=float)
     if not np.all(np.isfinite(batch)) or np.any(batch <= 0):
         raise ValueError(f"Invalid batch: {batch!r} (must be finite and "
