@@ -24,7 +24,9 @@ momentum: ``p = 1`` is SGD, ``p = 0`` sign descent). Then
 
 with :math:`m_1 = \mathbb E[u]` and :math:`m_2 = \mathbb E[u^2]`
 coordinatewise, both in closed form through Kummer's function
-:math:`{}_1F_1`. Everything here is plain NumPy and SciPy; the
+:math:`{}_1F_1`. Their expansions in powers of :math:`B` give a
+small-batch law of the best learning rate for every exponent
+(:func:`sign_power_lr_law`). Everything here is plain NumPy and SciPy; the
 optimizers are not involved, so the chapters check these formulas against
 steps of the real optimizers.
 """
