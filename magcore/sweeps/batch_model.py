@@ -24,7 +24,9 @@ momentum: ``p = 1`` is SGD, ``p = 0`` sign descent). Then
 
 with :math:`m_1 = \mathbb E[u]` and :math:`m_2 = \mathbb E[u^2]`
 coordinatewise, both in closed form through Kummer's function
-:math:`{}_1F_1`. Everything here is plain NumPy and SciPy; the
+:math:`{}_1F_1`. Their expansions in powers of :math:`B` give a
+small-batch law of the best learning rate for every exponent
+(:func:`sign_power_lr_law`). Everything here is plain NumPy and SciPy; the
 optimizers are not involved, so the chapters check these formulas against
 steps of the real optimizers.
 """
@@ -328,3 +330,113 @@ def sgd_optimal_lr(grad, hessian, cov, batch=1):
     shrink = 1 / (1 + b_noise / batch)
     lr_max = (grad @ grad) / curvature
     return lr_max * shrink, -(grad @ grad) ** 2 / (2 * curvature) * shrink
+
+
+def sign_power_law_coefficients(grad, hessian, std, p):
+    r"""The constants :math:`(A, C, D)` of :func:`sign_power_lr_law`.
+
+    In the limit of a small batch, :math:`G^\top m_1 = A\,B^{(1-p)/2}
+    (1 + O(B))` and :math:`\mathbb E[u^\top H u] = B^{-p}(C + D\,B +
+    O(B^2))`; the formulas are in :func:`sign_power_noise_scale` and
+    :func:`sign_power_lr_law`. Arguments as in
+    :func:`sign_power_noise_scale`.
+
+    Returns:
+        ``(A, C, D)``, three floats.
+    """
+    p = _check_exponent("p", p)
+    grad, hessian, std = _check_model(grad, hessian, std)
+    if np.any(std <= 0) or not np.all(np.isfinite(std)):
+        raise ValueError(f"Invalid std: {std!r} (the law needs every "
+                         "std finite and > 0)")
+    kappa = linear_response(p)
+    second = float(abs_power_moment(0.0, 1.0, 2 * p))
+    diagonal = np.diag(hessian)
+    a = grad * std ** (p - 1)
+    off = hessian - np.diag(diagonal)
+    signal = kappa * (grad @ a)
+    noise = second * (diagonal @ std ** (2 * p))
+    growth = second * p * (diagonal @ a ** 2) + kappa ** 2 * (a @ off @ a)
+    return float(signal), float(noise), float(growth)
+
+
+def sign_power_noise_scale(grad, hessian, std, p):
+    r"""The noise scale :math:`B_{\rm noise}(p) = C/D` of the sign-power
+    learning-rate law (:func:`sign_power_lr_law`).
+
+    With :math:`\kappa = \kappa(p)` (:func:`linear_response`),
+    :math:`c = \mathbb E|Z|^{2p}` for a standard normal :math:`Z` and
+    :math:`a_i = G_i\sigma_i^{p-1}`,
+
+    .. math::
+
+        C = c\sum_i H_{ii}\sigma_i^{2p}, \qquad
+        D = c\,p\sum_i H_{ii}\,a_i^2 + \kappa^2\sum_{i\ne j}
+        a_i H_{ij} a_j .
+
+    At ``p = 1`` this is McCandlish et al.'s
+    :math:`\operatorname{tr}(H\Sigma)/(G^\top H G)` for
+    :math:`\Sigma = \operatorname{diag}(\sigma^2)`; at ``p = 0`` it is
+    :math:`\pi\operatorname{tr}H / (2\sum_{i\ne j} a_i H_{ij} a_j)`, the
+    scale of Li et al.'s surge. Where :math:`D \le 0` the law has no
+    crossover and the result is ``inf``.
+
+    Args:
+        grad: the true gradient :math:`G`, shape ``(d,)``.
+        hessian: the Hessian :math:`H`, shape ``(d, d)``.
+        std: per-example standard deviations :math:`\sigma_i > 0`, shape
+            ``(d,)`` or scalar.
+        p: the exponent, finite and >= 0.
+
+    Example:
+        >>> float(sign_power_noise_scale([1.0, 0.0], np.diag([2.0, 1.0]),
+        ...                              1.0, 1.0))   # = sgd_noise_scale
+        1.5
+    """
+    _, noise, growth = sign_power_law_coefficients(grad, hessian, std,
+                                                   p)
+    return float(noise / growth) if growth > 0 else math.inf
+
+
+def sign_power_lr_law(grad, hessian, std, p, batch=1):
+    r"""The small-batch law of the best learning rate of a sign-power
+    step, a two-term approximation of :func:`optimal_lr`:
+
+    .. math::
+
+        \varepsilon_{\rm law}(B) = \frac{A\,B^{(1+p)/2}}{C + D\,B},
+        \qquad A = \kappa\sum_i G_i a_i ,
+
+    with :math:`C`, :math:`D`, :math:`\kappa` and :math:`a_i` as in
+    :func:`sign_power_noise_scale`. It keeps the leading term of
+    :math:`G^\top m_1` and the first two of
+    :math:`\mathbb E[u^\top H u]` in powers of :math:`B`. At ``p = 1`` it
+    equals :func:`sgd_optimal_lr` exactly. For :math:`0 \le p < 1` and
+    :math:`D > 0` it rises like :math:`B^{(1+p)/2}`, peaks at
+    :math:`B = B_{\rm noise}(p)(1+p)/(1-p)` and then falls like
+    :math:`B^{-(1-p)/2}`; at ``p = 0`` it has the form
+    :math:`\varepsilon_{\max}/(\frac12(\sqrt{B_{\rm noise}/B} +
+    \sqrt{B/B_{\rm noise}}))` of Li et al.
+
+    NOTE: the law describes the rise and, where the off-diagonal term of
+    :math:`D` dominates, the peak; it does not describe the large-batch
+    limit, where the exact learning rate tends to a constant.
+
+    Arguments as in :func:`sign_power_noise_scale`, and ``batch`` a batch
+    size :math:`B > 0` or an array of them.
+
+    Returns:
+        The approximate best learning rate, of the shape of ``batch``.
+
+    Example:
+        >>> grad, h = np.array([1.0, 0.0]), np.diag([2.0, 1.0])
+        >>> float(sign_power_lr_law(grad, h, 1.0, 1.0, batch=1.5))
+        0.25
+    """
+    signal, noise, growth = sign_power_law_coefficients(grad, hessian,
+                                                        std, p)
+    batch = np.asarray(batch, dtype=float)
+    if not np.all(np.isfinite(batch)) or np.any(batch <= 0):
+        raise ValueError(f"Invalid batch: {batch!r} (must be finite and "
+                         "> 0)")
+    return signal * batch ** ((1 + p) / 2) / (noise + growth * batch)
