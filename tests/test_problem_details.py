@@ -364,3 +364,35 @@ def test_bad_seed_raises():
     for seed in (-1, 1.5, True):
         with pytest.raises(ValueError, match="seed"):
             prob.init(seed)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(dim=8, spectrum="harmonic", noise="hessian", noise_std=3.0),
+    dict(dim=8, kappa=10.0, rotate=True, noise_std=1.0),
+])
+def test_expected_sgd_loss_matches_the_mean_over_seeds(kwargs):
+    prob = QuadraticProblem(**kwargs)
+    lr, batch_size, steps, runs = 0.15, 4, 25, 300
+    expected = prob.expected_sgd_loss(lr, batch_size, steps)
+    params = {"theta": torch.stack([prob.init(s)["theta"]
+                                    for s in range(runs)])}
+    generators = [gen(1000 + s) for s in range(runs)]
+    step = vmap(grad(prob.loss))
+    curve = [vmap(prob.metric_tensors)(params)["loss"]]
+    for _ in range(steps):
+        eps = torch.stack([prob.sample(g, batch_size)[0]
+                           for g in generators])
+        g = step(params, (eps,))
+        params = {"theta": params["theta"] - lr * g["theta"]}
+        curve.append(vmap(prob.metric_tensors)(params)["loss"])
+    curve = torch.stack(curve)
+    se = curve.std(1) / math.sqrt(runs)
+    assert bool(((curve.mean(1) - expected).abs() < 4 * se).all())
+    # the check has power: twice the batch size is rejected
+    wrong = prob.expected_sgd_loss(lr, 2 * batch_size, steps)
+    assert bool(((curve.mean(1) - wrong).abs() > 6 * se).any())
+    # noise-free: the formula is the deterministic decay
+    clean = QuadraticProblem(dim=3, kappa=4.0)
+    torch.testing.assert_close(
+        clean.expected_sgd_loss(0.1, None, 2)[-1],
+        0.5 * ((1 - 0.1 * clean.h) ** 4 * clean.h).sum())

@@ -284,6 +284,51 @@ class QuadraticProblem(_NoisyObjective):
         """The objective as a :class:`~magcore.problems.Quadratic`."""
         return Quadratic(self.h, rotation=self.rotation)
 
+    def expected_sgd_loss(self, lr, batch_size, steps):
+        r"""The expected loss of plain SGD, in closed form.
+
+        In the eigenbasis :math:`u = R^\top\theta` SGD with step
+        :math:`\alpha` acts on each coordinate alone,
+        :math:`u_{i,k+1} = (1 - \alpha h_i) u_{i,k} - \alpha
+        \varepsilon_{i,k}` with :math:`\operatorname{Var}\varepsilon_{i,k}
+        = v_i / B` (:math:`v_i` the noise variance of one sample along
+        eigenvector :math:`i`). The start :math:`\theta_0 \sim \mathcal
+        N(0, s^2 I)` is isotropic, so :math:`u_0` has the same law, and
+        :math:`m_{i,k} = \mathbb E\,u_{i,k}^2` follows
+
+        .. math::
+
+            m_{i,k} = r_i^k s^2 + \frac{\alpha^2 v_i}{B}
+            \sum_{j=0}^{k-1} r_i^j, \qquad r_i = (1 - \alpha h_i)^2,
+            \qquad \mathbb E f(\theta_k) = \tfrac12 \sum_i h_i m_{i,k},
+
+        the per-coordinate dynamics of the noisy quadratic model
+        (Zhang et al., 2019). The expectation is over the start and the
+        noise, i.e. the mean over seeds of a run that draws a fresh batch
+        every step.
+
+        Args:
+            lr: the step size :math:`\alpha >= 0`.
+            batch_size: :math:`B`, an int >= 1 (``None`` without noise).
+            steps: the number of steps, >= 0.
+
+        Returns:
+            A float64 tensor of shape ``(steps + 1,)``:
+            :math:`\mathbb E f(\theta_k)` for :math:`k = 0, \dots,`
+            ``steps``.
+        """
+        lr = check_float("lr", lr, minimum=0.0)
+        self.check_batch_size(batch_size)
+        steps = check_int("steps", steps, minimum=0)
+        r = (1.0 - lr * self.h) ** 2
+        k = torch.arange(steps + 1, dtype=torch.float64)[:, None]
+        power = r ** k
+        geometric = torch.where(r == 1, k, (1 - power) / (1 - r))
+        noise = 0.0 if self.noise_std == 0 else \
+            lr ** 2 * self._noise_scale() ** 2 / batch_size
+        second = power * self.init_scale ** 2 + noise * geometric
+        return 0.5 * (second * self.h).sum(-1)
+
     def _noise_scale(self):
         if self.noise == "hessian":
             return self.noise_std * self.h.sqrt()
