@@ -319,9 +319,9 @@ def load_mnist1d(n_samples=5000, data_seed=42):
     standard deviation 1. ``mnist1d.data.make_dataset`` is run with the
     package's default arguments except ``num_samples`` and ``seed``; 80%
     of the examples are the training set, in the package's order. The
-    published data set is ``n_samples=5000, data_seed=42`` (4,000 training
-    and 1,000 test examples); generating it takes about a second on one
-    core. The result is kept in memory for the process; the global Python
+    package's defaults are ``n_samples=5000, data_seed=42`` (4,000
+    training and 1,000 test examples); generating them takes one to a
+    few seconds on one core. The result is kept in memory for the process; the global Python
     and NumPy generators are left as they were.
 
     Args:

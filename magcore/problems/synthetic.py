@@ -109,6 +109,11 @@ class _NoisyObjective(Problem):
         self.dtype, self._dtype_name = check_dtype(dtype)
         self.device = check_device(device)
 
+    @property
+    def n_params(self):
+        """The number of parameters, ``dim``."""
+        return self.dim
+
     def _noise_scale(self):
         """The per-coordinate standard deviation of one sample's noise in
         the eigenbasis, float64 of shape ``(dim,)``."""
@@ -418,7 +423,9 @@ class PowerLawProblem(_NoisyObjective):
         self.k = check_float("k", k, minimum=1.0, strict=True)
         kappa = check_float("kappa", kappa, minimum=1.0)
         self.c = quadratic_spectrum(self.dim, "log", kappa)
-        self._fn = PowerLaw(self.c, self.k)
+        self._fn = PowerLaw(self.c.to(self.device), self.k,
+                            center=torch.zeros(self.dim, dtype=torch.float64,
+                                               device=self.device))
         self._args = {"dim": self.dim, "k": self.k, "kappa": kappa,
                       "noise_std": self.noise_std,
                       "init_scale": self.init_scale,
