@@ -321,8 +321,9 @@ def load_mnist1d(n_samples=5000, data_seed=42):
     of the examples are the training set, in the package's order. The
     package's defaults are ``n_samples=5000, data_seed=42`` (4,000
     training and 1,000 test examples); generating them takes one to a
-    few seconds on one core. The result is kept in memory for the process; the global Python
-    and NumPy generators are left as they were.
+    few seconds on one core. The result is kept in memory for the
+    process; the global Python and NumPy generators are left as they
+    were.
 
     Args:
         n_samples: the number of examples, a multiple of 10 (the same
