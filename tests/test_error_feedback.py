@@ -154,3 +154,33 @@ def test_converges_where_sign_descent_stalls():
         results[name] = _stalling(x).item()
     assert results["sign"] >= 0.1 * 1.7 - 1e-12
     assert results["ef"] < 0.02
+
+
+def test_compression_with_zero_entries_is_an_inequality():
+    g = torch.tensor([2.0, 0.0, -1.0, 0.0], dtype=torch.float64)
+    w = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = EFSignSGD([w], lr=1.0)
+    w.grad = g.clone()
+    opt.step()
+    share = g.abs().sum() ** 2 / (4 * g.pow(2).sum())
+    left = opt.state[w]["error"].pow(2).sum()
+    # c = g, Delta = 0.75 sign(g): error (1.25, 0, -0.25, 0).
+    assert left.item() == pytest.approx(1.25 ** 2 + 0.25 ** 2, abs=1e-15)
+    assert left.item() < ((1 - share) * g.pow(2).sum()).item()
+
+
+def test_error_stays_within_its_bound():
+    # ||e_k|| <= lr G q / (1 - q), q = sqrt(1 - 1/n), for ||g_k|| <= G.
+    gen = torch.Generator().manual_seed(11)
+    n, lr = 20, 0.05
+    w = torch.nn.Parameter(torch.zeros(n, dtype=torch.float64))
+    opt = EFSignSGD([w], lr=lr)
+    worst, big_g = 0.0, 0.0
+    for _ in range(500):
+        g = torch.randn(n, dtype=torch.float64, generator=gen) ** 3
+        big_g = max(big_g, g.norm().item())
+        w.grad = g
+        opt.step()
+        worst = max(worst, opt.state[w]["error"].norm().item())
+    q = (1 - 1 / n) ** 0.5
+    assert 0 < worst <= lr * big_g * q / (1 - q)

@@ -65,10 +65,11 @@ class EFSignSGD(MagcoreOptimizer):
     Two facts make it work, both checked in the tests: the point
     :math:`\theta_k - e_k` moves exactly like plain SGD,
     :math:`\theta_{k+1} - e_{k+1} = \theta_k - e_k - \alpha g_k`; and the
-    compression keeps a fixed share of each vector,
-    :math:`\lVert c - \Delta\rVert_2^2 = (1 - \phi(c))\lVert c\rVert_2^2`
-    with :math:`\phi(c) = \lVert c\rVert_1^2/(n\lVert c\rVert_2^2) \ge
-    1/n`.
+    compression removes at most a fixed share of each vector,
+    :math:`\lVert c - \Delta\rVert_2^2 \le (1 - \phi(c))\lVert
+    c\rVert_2^2` with :math:`\phi(c) = \lVert c\rVert_1^2/(n\lVert
+    c\rVert_2^2) \ge 1/n`, an equality when no entry of :math:`c` is
+    zero.
 
     Args:
         params: iterable of parameters or of dicts defining groups.
