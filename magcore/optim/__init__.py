@@ -6,8 +6,9 @@ per-tensor reference (``foreach=False``) and a multi-tensor fast path
 """
 
 from .adam import Adam
+from .error_feedback import EFSignSGD
 from .power import NSGD, PQSGD, Lion, NormPowerSGD, SignPowerSGD, SignSGD
 from .sgd import SGD
 
 __all__ = ["SGD", "Adam", "NSGD", "SignSGD", "SignPowerSGD", "NormPowerSGD",
-           "Lion", "PQSGD"]
+           "Lion", "PQSGD", "EFSignSGD"]

@@ -19,9 +19,9 @@ from .imbalanced import ImbalancedSoftmax, UniformSoftmax, heavy_tailed_labels
 from .noisy import NoisyProblem, noisy_quadratic
 from .power_law import PowerLaw
 from .registry import PROBLEMS, SIZES, make_problem, problem_names
+from .rotations import random_rotation
 from .synthetic import (NoisyQuadraticProblem, PowerLawProblem,
-                        QuadraticProblem, QuarticProblem, quadratic_spectrum,
-                        random_orthogonal)
+                        QuadraticProblem, QuarticProblem, quadratic_spectrum)
 from .transformer import CharTransformer, pydoc_text
 
 __all__ = ["CharTransformer", "ClassificationProblem", "DigitsLogistic",
@@ -33,4 +33,4 @@ __all__ = ["CharTransformer", "ClassificationProblem", "DigitsLogistic",
            "heavy_tailed_labels", "load_digits_split", "load_mnist1d",
            "make_mlp", "make_problem", "minibatch_indices", "n_parameters",
            "noisy_quadratic", "problem_names", "pydoc_text",
-           "quadratic_spectrum", "random_orthogonal", "rotation_2d"]
+           "quadratic_spectrum", "random_rotation", "rotation_2d"]

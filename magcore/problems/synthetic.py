@@ -33,32 +33,10 @@ from .base import Problem
 from .functions import Quadratic
 from .noisy import NoisyProblem
 from .power_law import PowerLaw
+from .rotations import random_rotation
 
 SPECTRA = ("log", "harmonic", "given")
 NOISE_SHAPES = ("isotropic", "hessian")
-
-
-def random_orthogonal(dim, seed):
-    r"""A random orthogonal ``dim`` x ``dim`` matrix (float64), uniform
-    (Haar) on the orthogonal group.
-
-    It is :math:`Q\,\mathrm{diag}(\operatorname{sign} r_{ii})` for the QR
-    factorization :math:`G = QR` of a matrix :math:`G` of standard normals
-    drawn from a generator seeded with ``seed``; the sign correction makes
-    the law exactly Haar rather than biased by the QR convention.
-
-    Example:
-        >>> q = random_orthogonal(3, seed=0)
-        >>> torch.allclose(q @ q.T, torch.eye(3, dtype=torch.float64))
-        True
-    """
-    dim = check_int("dim", dim)
-    gen = seeded(seed)
-    g = torch.randn(dim, dim, dtype=torch.float64, generator=gen)
-    q, r = torch.linalg.qr(g)
-    signs = torch.sign(torch.diagonal(r))
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-    return q * signs
 
 
 def quadratic_spectrum(dim, spectrum="log", kappa=100.0, h=None):
@@ -260,7 +238,7 @@ class QuadraticProblem(_NoisyObjective):
             raise ValueError(f"Invalid rotate: {rotate!r} (expected a bool)")
         rotation_seed = check_int("rotation_seed", rotation_seed, minimum=0)
         self.noise = check_choice("noise", noise, NOISE_SHAPES)
-        self.rotation = (random_orthogonal(self.dim, rotation_seed)
+        self.rotation = (random_rotation(self.dim, seeded(rotation_seed))
                          if rotate else None)
         self._h = self.h.to(dtype=self.dtype, device=self.device)
         self._rot = (None if self.rotation is None else
