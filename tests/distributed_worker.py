@@ -19,7 +19,9 @@ ways, from the same initial weights and on the same batches:
 Rank 0 writes to OUT.json, for each configuration and way, the largest
 absolute difference from the reference over all parameters and steps, and
 the number of all-reduces in the last optimizer step, with the shapes of
-every rank's shards and the comparison that the shipped example
+every rank's shards, the deviation of FSDP2 with the cross-shard
+reduction of norms taken out (a negative control), and the comparison that
+the shipped example
 ``examples/ddp_train.py`` makes for each of its optimizers.
 """
 
@@ -97,7 +99,7 @@ def train(cls, kwargs, mode, rank, world):
         fully_shard(model[0] if "mixed" in mode else model)
         kwargs = dict(kwargs, foreach=not mode.endswith("reference"))
     opt = cls(model.parameters(), **kwargs)
-    trajectory = []
+    trajectory, reductions = [], 0
     for step in range(STEPS):
         x, y = batch(step)
         opt.zero_grad()
@@ -105,7 +107,7 @@ def train(cls, kwargs, mode, rank, world):
         loss.backward()
         if "mixed" in mode:
             average_plain_gradients(model, world)
-        if step < STEPS - 1:
+        if step < STEPS - 1 or mode == "single":
             opt.step()
         else:
             reductions = count_all_reduces(opt.step)
@@ -151,6 +153,21 @@ def run_example():
             for name in sorted(example.OPTIMIZERS) for fsdp in (False, True)}
 
 
+def shard_norms(norms):
+    """A wrong ``full_norms``: each rank keeps the norms of its shards."""
+    return [n.to_local() if hasattr(n, "to_local") else n for n in norms]
+
+
+def without_reduction(cls, kwargs, rank, world):
+    """The FSDP2 trajectory when no norm is reduced across shards."""
+    import magcore.optim.power as power
+    right, power.full_norms = power.full_norms, shard_norms
+    try:
+        return train(cls, kwargs, "fsdp2", rank, world)
+    finally:
+        power.full_norms = right
+
+
 def main(rank, world, port, out):
     store = dist.TCPStore("127.0.0.1", port, world, is_master=False)
     dist.init_process_group("gloo", store=store, rank=rank,
@@ -164,6 +181,10 @@ def main(rank, world, port, out):
             trajectory, count = train(cls, kwargs, mode, rank, world)
             results[name][mode] = deviation(trajectory, reference)
             reductions[name][mode] = count
+        # The negative control: the check must see a missing reduction.
+        trajectory, _ = without_reduction(cls, kwargs, rank, world)
+        results[name]["without-reduction"] = deviation(trajectory,
+                                                       reference)
     shapes = local_shapes(world)
     example = run_example()
     if rank == 0:

@@ -97,7 +97,7 @@ def test_job_covers_every_configuration_and_mode(deviations):
     assert deviations["steps"] >= 10
     assert sorted(deviations["deviations"]) == sorted(CONFIGS)
     for modes in deviations["deviations"].values():
-        assert sorted(modes) == sorted(MODES)
+        assert sorted(modes) == sorted(MODES + ("without-reduction",))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -107,6 +107,18 @@ def test_trajectory_equals_single_process(deviations, name, mode):
     assert value <= TOLERANCE, (
         f"{name} under {mode}: parameters differ from the single-process "
         f"run by up to {value:.3g}")
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_check_sees_norms_of_shards(deviations, name):
+    """With each rank's norms taken over its own shards only, every update
+    that divides by a norm leaves the single-process trajectory; the
+    others do not use the norms and stay on it."""
+    value = deviations["deviations"][name]["without-reduction"]
+    if name in NORMED:
+        assert value > 1e-6
+    else:
+        assert value <= TOLERANCE
 
 
 def test_shards_are_uneven_and_some_are_empty(deviations):
