@@ -25,6 +25,7 @@ the shipped example
 ``examples/ddp_train.py`` makes for each of its optimizers.
 """
 
+import datetime
 import importlib.util
 import json
 import sys
@@ -170,8 +171,10 @@ def without_reduction(cls, kwargs, rank, world):
 
 def main(rank, world, port, out):
     store = dist.TCPStore("127.0.0.1", port, world, is_master=False)
+    # A rank whose peer died fails after two minutes instead of waiting.
     dist.init_process_group("gloo", store=store, rank=rank,
-                            world_size=world)
+                            world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     start = time.perf_counter()
     results, reductions = {}, {}
     for name, (cls, kwargs) in sorted(CONFIGS.items()):
