@@ -6,22 +6,22 @@ Run as a script, once per rank::
 
 Every rank joins a gloo process group through the TCP store that the
 launcher serves on 127.0.0.1:STORE_PORT. Then, for every configuration in
-``optim_cases.CONFIGS``, it trains one small model for ``STEPS`` steps four
-ways, from the same initial weights and on the same batches:
+``optim_cases.CONFIGS``, it trains one small model for ``STEPS`` steps,
+from the same initial weights and on the same batches:
 
 * alone, on the whole batch (the reference trajectory);
 * under DDP, each rank on its share of the batch;
 * under FSDP2 (``fully_shard``, DTensor parameters), with the multi-tensor
   path and with the per-tensor reference of the optimizer, once with the
   whole model sharded and once ("mixed") with only its first layer
-  sharded, so that one parameter group holds DTensors and plain tensors.
+  sharded, so that one parameter group holds DTensors and plain tensors;
+* under FSDP2 with the reduction of norms across shards taken out (a
+  negative control, which the check must catch).
 
 Rank 0 writes to OUT.json, for each configuration and way, the largest
-absolute difference from the reference over all parameters and steps, and
-the number of all-reduces in the last optimizer step, with the shapes of
-every rank's shards, the deviation of FSDP2 with the cross-shard
-reduction of norms taken out (a negative control), and the comparison that
-the shipped example
+absolute difference from the reference over all parameters and steps and
+the number of all-reduces in the last optimizer step; the shapes of every
+rank's shards; and the comparison that the shipped example
 ``examples/ddp_train.py`` makes for each of its optimizers.
 """
 

@@ -4,9 +4,9 @@ One gloo job of two processes (``distributed_worker.py``) trains a small
 model with every configuration of ``optim_cases.CONFIGS`` alone and under
 DDP and FSDP2; the tests here read its deviations from the single-process
 trajectory and the communication of the optimizer step. The job starts
-once for the whole module. The launcher serves
-the rendezvous store itself on a port the system picks on 127.0.0.1, so
-parallel test runs do not collide.
+once for the whole module. The launcher serves the rendezvous store
+itself, on a port of 127.0.0.1 that the system picks, so that test runs
+in parallel do not collide.
 """
 
 import json
