@@ -2,7 +2,8 @@
 
 Argument checks that name the bad value, the collection of the parameters
 that have a gradient, the grouping of tensors by device and dtype for the
-multi-tensor path, and the ``step`` loop with its closure.
+multi-tensor path, the norms of sharded tensors under FSDP2, and the
+``step`` loop with its closure.
 
 A subclass states its defaults, which of them are checked and how, and one
 method, ``_update_group``, that receives the parameters of one group that
@@ -60,20 +61,55 @@ def check_betas(value):
                              "[0, 1))") from None
 
 
+def device_mesh(tensor):
+    """The device mesh of a DTensor (a sharded tensor); ``None`` otherwise.
+
+    Found by attribute rather than by ``isinstance``, so that magcore
+    imports nothing from ``torch.distributed``, which some builds lack.
+    """
+    return getattr(tensor, "device_mesh", None)
+
+
 def group_by_device_and_dtype(*tensor_lists):
     """Split aligned lists of tensors into buckets of one device and dtype.
 
     Returns a list of ``(indices, lists)`` where ``lists`` holds, for each
     input list, the entries at ``indices``. The multi-tensor kernels need
-    every tensor of one call on one device with one dtype.
+    every tensor of one call on one device with one dtype, and either all
+    plain tensors or all DTensors of one device mesh.
     """
     buckets = defaultdict(list)
     for i, tensor in enumerate(tensor_lists[0]):
-        buckets[(tensor.device, tensor.dtype)].append(i)
+        key = (tensor.device, tensor.dtype, device_mesh(tensor))
+        buckets[key].append(i)
     return [
         (idx, [[lst[i] for i in idx] for lst in tensor_lists])
         for idx in buckets.values()
     ]
+
+
+def full_norms(norms):
+    """The norms of whole tensors, from norms that may be of shards.
+
+    ``torch.linalg.vector_norm`` or ``torch._foreach_norm`` of a sharded
+    DTensor (a parameter under FSDP2) gives a DTensor that holds one
+    partial value per shard. Reading the norm of the whole tensor takes an
+    all-reduce over the device mesh; here there is one for all the norms
+    that share a mesh, placements and dtype (so one per parameter group
+    under FSDP2), not one per tensor. Returns plain tensors, in order;
+    norms of plain tensors are returned as they are.
+    """
+    norms = list(norms)
+    shared = defaultdict(list)
+    for i, norm in enumerate(norms):
+        mesh = device_mesh(norm)
+        if mesh is not None:
+            shared[(mesh, norm.placements, norm.dtype)].append(i)
+    for idx in shared.values():
+        whole = torch.stack([norms[i] for i in idx]).full_tensor()
+        for i, value in zip(idx, whole.unbind()):
+            norms[i] = value
+    return norms
 
 
 class MagcoreOptimizer(torch.optim.Optimizer):

@@ -27,6 +27,12 @@ optimizer          p      q      momentum
 ``Lion``           0      0      two factors, decoupled decay
 =================  =====  =====  ==============================
 
+Under data parallelism the update is that of one process: with DDP every
+rank holds the whole averaged gradient; with FSDP2 (DTensor parameters)
+each rank holds a shard, and every norm (:math:`q \ne p`) is that of the
+whole tensor or group, read with one all-reduce per group (see
+``full_norms`` in ``base``).
+
 Non-finite gradients are not checked for, as in ``torch.optim``; what they
 do follows from the arithmetic and is tested:
 
@@ -45,7 +51,7 @@ import math
 import torch
 
 from .base import (MagcoreOptimizer, check_betas, check_finite_nonnegative,
-                   check_nonnegative, check_unit_interval,
+                   check_nonnegative, check_unit_interval, full_norms,
                    group_by_device_and_dtype)
 
 NORM_SCOPES = ("group", "tensor")
@@ -78,13 +84,20 @@ def _foreach_direction(cs, p):
 def _scale(norm, p, q):
     """||c||^(q-p), and 0 where the norm is 0 (then c = 0 and so is u).
 
-    A NaN norm stays NaN, so that a NaN gradient is seen, not hidden.
+    A NaN norm stays NaN, so that a NaN gradient is seen, not hidden. The
+    norm of a sharded tensor is first made that of the whole tensor.
     """
+    norm, = full_norms([norm])
     return torch.where(norm == 0, torch.zeros_like(norm), norm.pow(q - p))
 
 
 def _combine_norms(norms, r):
-    """The l_r norm of a concatenation from the l_r norms of its parts."""
+    """The l_r norm of a concatenation from the l_r norms of its parts.
+
+    Norms of shards of sharded tensors are first made those of the whole
+    tensors, with one all-reduce for the group (see ``full_norms``).
+    """
+    norms = full_norms(norms)
     dtype = norms[0].dtype
     for n in norms[1:]:
         dtype = torch.promote_types(dtype, n.dtype)
@@ -175,6 +188,10 @@ def pq_foreach(params, grads, bufs, *, lr, p, q, betas, weight_decay,
             tensor_norms.append(torch._foreach_norm(cs, r))
         directions.append(_foreach_direction(cs, p))
 
+    if q != p:
+        # Whole-tensor norms of the group's shards: one all-reduce.
+        whole = iter(full_norms([n for ns in tensor_norms for n in ns]))
+        tensor_norms = [[next(whole) for _ in ns] for ns in tensor_norms]
     if q != p and norm_scope == "group":
         norm = _combine_norms([n for ns in tensor_norms for n in ns], r)
         scale = _scale(norm, p, q)
