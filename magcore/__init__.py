@@ -10,10 +10,10 @@ The layout is one direction of dependency:
 """
 
 from . import optim, plotting, problems, sweeps
-from .optim import (NSGD, PQSGD, SGD, Adam, Lion, NormPowerSGD,
+from .optim import (NSGD, PQSGD, SGD, Adam, EFSignSGD, Lion, NormPowerSGD,
                     SignPowerSGD, SignSGD)
 
 __version__ = "0.1.0"
 
 __all__ = ["SGD", "Adam", "NSGD", "SignSGD", "SignPowerSGD", "NormPowerSGD",
-           "Lion", "PQSGD", "__version__"]
+           "Lion", "PQSGD", "EFSignSGD", "__version__"]
