@@ -9,7 +9,9 @@ from .digits import DigitsSplit, load_digits_split, make_mlp, n_parameters
 from .functions import Quadratic, Rosenbrock, rotation_2d
 from .noisy import NoisyProblem, noisy_quadratic
 from .power_law import PowerLaw
+from .wavy import WavyQuadratic
 
 __all__ = ["DigitsSplit", "NoisyProblem", "PowerLaw", "Problem", "Quadratic",
            "Rosenbrock", "load_digits_split", "make_mlp", "n_parameters",
-           "minibatch_indices", "noisy_quadratic", "rotation_2d"]
+           "minibatch_indices", "noisy_quadratic", "rotation_2d",
+           "WavyQuadratic"]
