@@ -23,6 +23,7 @@ from .rotations import random_rotation
 from .synthetic import (NoisyQuadraticProblem, PowerLawProblem,
                         QuadraticProblem, QuarticProblem, quadratic_spectrum)
 from .transformer import CharTransformer, pydoc_text
+from .wavy import WavyQuadratic
 
 __all__ = ["CharTransformer", "ClassificationProblem", "DigitsLogistic",
            "DigitsMLP", "DigitsSoftmax", "DigitsSplit", "ImbalancedSoftmax",
@@ -30,6 +31,7 @@ __all__ = ["CharTransformer", "ClassificationProblem", "DigitsLogistic",
            "NoisyQuadraticProblem", "PROBLEMS", "PowerLaw",
            "PowerLawProblem", "Problem", "Quadratic", "QuadraticProblem",
            "QuarticProblem", "Rosenbrock", "SIZES", "UniformSoftmax",
+           "WavyQuadratic",
            "heavy_tailed_labels", "load_digits_split", "load_mnist1d",
            "make_mlp", "make_problem", "minibatch_indices", "n_parameters",
            "noisy_quadratic", "problem_names", "pydoc_text",
