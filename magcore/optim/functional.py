@@ -1,6 +1,6 @@
 r"""The update rules as pure functions on stacked runs.
 
-The optimizer classes of :mod:`magcore.optim` update one model in place.
+The optimizer classes of ``magcore.optim`` update one model in place.
 The sweep engine trains many configurations of one problem at once, so it
 needs the same arithmetic in another form:
 
@@ -14,24 +14,33 @@ needs the same arithmetic in another form:
 
 Norms that the classes take over a parameter group are taken here over
 all tensors *of one run* (every axis but the first), so runs never mix.
+The (p, q) rules skip work that no run of a batch needs (the norm when
+every run has q = p, the power when every p is 0 or every p is 1, the
+decay when no run has any, the second average when beta1 = beta2 in
+every run); these checks read the hyperparameters on the host, once per
+step.
 
-Rules and their hyperparameters (each a float per run):
+Rules and their hyperparameters (each a float per run), with the class
+each rule reproduces:
 
-=================  ==============================================  =====
-rule               hyperparameters                                 class
-=================  ==============================================  =====
-``sgd``            lr, momentum, dampening, weight_decay, nesterov  SGD
-``adam``           lr, beta1, beta2, eps, weight_decay              Adam
-``adamw``          lr, beta1, beta2, eps, weight_decay              Adam
-``pqsgd``          lr, p, q, beta1, beta2, weight_decay             PQSGD
-``signsgd``        lr, momentum                                   SignSGD
-``signpowersgd``   lr, p, momentum                           SignPowerSGD
-``normpowersgd``   lr, p, momentum                           NormPowerSGD
-``nsgd``           lr, momentum                                      NSGD
-``lion``           lr, beta1, beta2, weight_decay                    Lion
-=================  ==============================================  =====
+================  ==================================================
+rule              hyperparameters (class)
+================  ==================================================
+``sgd``           lr, momentum, dampening, weight_decay, nesterov
+                  (:class:`~magcore.SGD`)
+``adam``          lr, beta1, beta2, eps, weight_decay
+                  (:class:`~magcore.Adam`)
+``adamw``         the same (:class:`~magcore.Adam`, decoupled decay)
+``pqsgd``         lr, p, q, beta1, beta2, weight_decay
+                  (:class:`~magcore.PQSGD`)
+``signsgd``       lr, momentum (:class:`~magcore.SignSGD`)
+``signpowersgd``  lr, p, momentum (:class:`~magcore.SignPowerSGD`)
+``normpowersgd``  lr, p, momentum (:class:`~magcore.NormPowerSGD`)
+``nsgd``          lr, momentum (:class:`~magcore.NSGD`)
+``lion``          lr, beta1, beta2, weight_decay (:class:`~magcore.Lion`)
+================  ==================================================
 
-``adamw`` is :class:`~magcore.optim.Adam` with
+``adamw`` is :class:`~magcore.Adam` with
 ``decoupled_weight_decay=True``; ``nesterov`` is 0 or 1; the (p, q) rules
 take the norm over the whole run (``norm_scope="group"``). The tests check
 every rule against its class step by step in float64, parameters and
@@ -106,8 +115,21 @@ def run_norm(tensors, r):
     return torch.where(torch.isinf(biggest), biggest, norm)
 
 
+def _all(mask):
+    """Whether every entry of ``mask`` is true (a host sync on a GPU)."""
+    return bool(mask.all())
+
+
 def pq_direction(c, p):
-    r""":math:`\operatorname{sign}(c) \odot |c|^p` with ``p`` per run."""
+    r""":math:`\operatorname{sign}(c) \odot |c|^p` with ``p`` per run.
+
+    When every run has ``p = 0`` this is ``sign(c)`` and when every run
+    has ``p = 1`` it is ``c`` itself, without the power.
+    """
+    if _all(p == 0):
+        return torch.sign(c)
+    if _all(p == 1):
+        return c
     return torch.sign(c) * c.abs().pow(_per_run(p, c))
 
 
@@ -181,26 +203,45 @@ def _init_pq(params):
     return {"exp_avg": {k: torch.zeros_like(v) for k, v in params.items()}}
 
 
+def _averages(m, g, b1, b2, same):
+    """c = lerp(m, g, 1 - b1) and m' = lerp(m, g, 1 - b2), exactly g where
+    the factor is 0 (also for non-finite g)."""
+    c = torch.where(b1 == 0, g, torch.lerp(m, g, 1 - b1))
+    if same:
+        return c, c
+    return c, torch.where(b2 == 0, g, torch.lerp(m, g, 1 - b2))
+
+
 def _step_pq(params, grads, state, hp):
     names = list(params)
     cs, bufs, decayed = {}, {}, {}
+    no_decay = _all(hp["weight_decay"] == 0)
+    same = _all(hp["beta1"] == hp["beta2"])
+    no_average = same and _all(hp["beta1"] == 0)
     for name in names:
         g, param = grads[name], params[name]
         lr = _per_run(hp["lr"], g)
         wd = _per_run(hp["weight_decay"], g)
-        decayed[name] = torch.where(wd == 0, param, param * (1 - lr * wd))
-        m = state["exp_avg"][name]
-        b1 = _per_run(hp["beta1"], g)
-        b2 = _per_run(hp["beta2"], g)
-        cs[name] = torch.where(b1 == 0, g, torch.lerp(m, g, 1 - b1))
-        bufs[name] = torch.where(b2 == 0, g, torch.lerp(m, g, 1 - b2))
+        decayed[name] = param if no_decay else torch.where(
+            wd == 0, param, param * (1 - lr * wd))
+        if no_average:
+            cs[name] = bufs[name] = g
+            continue
+        cs[name], bufs[name] = _averages(
+            state["exp_avg"][name], g, _per_run(hp["beta1"], g),
+            _per_run(hp["beta2"], g), same)
     p, q = hp["p"], hp["q"]
-    norm = run_norm([cs[n] for n in names], p + 1)
-    scale = torch.where(norm == 0, torch.zeros_like(norm), norm.pow(q - p))
-    scale = torch.where(q == p, torch.ones_like(scale), scale)
+    scale = None
+    if not _all(q == p):
+        norm = run_norm([cs[n] for n in names], p + 1)
+        scale = torch.where(norm == 0, torch.zeros_like(norm),
+                            norm.pow(q - p))
+        scale = torch.where(q == p, torch.ones_like(scale), scale)
     new_params = {}
     for name in names:
-        d = pq_direction(cs[name], p) * _per_run(scale, cs[name])
+        d = pq_direction(cs[name], p)
+        if scale is not None:
+            d = d * _per_run(scale, d)
         new_params[name] = decayed[name] - _per_run(hp["lr"], d) * d
     return new_params, {"exp_avg": bufs}
 
@@ -271,6 +312,7 @@ _ADAM_CHECKS = dict(lr=check_nonnegative, beta1=_unit, beta2=_unit,
                     eps=check_nonnegative, weight_decay=check_nonnegative)
 _MOMENTUM_CHECKS = dict(lr=check_nonnegative, momentum=_unit)
 
+#: Rule name -> :class:`UpdateRule`, for every rule in the table above.
 RULES = {rule.name: rule for rule in [
     UpdateRule("sgd", dict(lr=None, momentum=0.0, dampening=0.0,
                            weight_decay=0.0, nesterov=0),

@@ -19,7 +19,7 @@ mixes runs: each run's result equals training it alone, up to rounding
 (the tests check it in float64).
 
 Batches: run :math:`i` draws its minibatches with its own
-``torch.Generator`` seeded with :func:`~magcore.sweeps.spec.data_seed` of
+``torch.Generator`` seeded with ``data_seed`` of
 its seed, so it sees the same batches whichever runs train with it; runs
 with the same seed share batches, and a batch is drawn once per distinct
 seed and step.
@@ -322,7 +322,7 @@ def run_sweep(specs, store=None, device=None, max_batch=512,
 
     Args:
         specs: an iterable of :class:`RunSpec` (duplicates run once).
-        store: a :class:`~magcore.sweeps.store.ResultStore` or ``None``.
+        store: a :class:`ResultStore` or ``None``.
         device: torch device or its name; ``None``: CUDA if available.
         max_batch: the most runs trained in one computation, >= 1.
         progress: show a tqdm bar over run-steps and print the one-line

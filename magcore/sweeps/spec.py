@@ -68,7 +68,7 @@ class RunSpec:
         steps: the step budget K >= 1.
         batch_size: minibatch size, or ``None`` for the full batch.
         seed: int >= 0; seeds the initial parameters (``problem.init``)
-            and, through :func:`data_seed`, the batches.
+            and, through ``data_seed``, the batches.
         schedule: ``"constant"``, ``"linear"`` or ``"cosine"``.
         warmup: linear warm-up length W >= 0, in steps.
         checkpoints: how many evenly spaced steps after step 0 to record
@@ -342,7 +342,7 @@ def sobol(problem, method, n, ranges, *, steps, batch_size=None, seed=0,
 
 
 def make_optimizer(method, params, hparams):
-    """The :mod:`magcore.optim` optimizer that ``method`` stands for.
+    """The ``magcore.optim`` optimizer that ``method`` stands for.
 
     Args:
         method: a key of :data:`magcore.optim.functional.RULES`.

@@ -73,7 +73,7 @@ class TuneResult:
         edge: ``None``, or ``"lower"``/``"upper"`` when the best rate is
             still on that edge of the final grid.
         extensions: how many times the grid was extended.
-        final: the :class:`~magcore.sweeps.engine.RunResult` of each
+        final: the :class:`RunResult` of each
             final seed at ``best_lr``.
         final_scores: the criterion of each of them.
         criterion: the criterion in words.
@@ -136,14 +136,14 @@ def tune(settings, problem, *, steps, batch_size=None,
         settings: a list of :class:`Setting`.
         problem: the :class:`~magcore.problems.Problem`.
         steps, batch_size, schedule, warmup, checkpoints, divergence: as
-            in :class:`~magcore.sweeps.spec.RunSpec`, for every run.
+            in :class:`RunSpec`, for every run.
         tune_seeds: seeds whose mean criterion picks the rate.
         final_seeds: at least 5 seeds to rerun the chosen rate with.
         last: checkpoints averaged by the criterion, >= 1.
         extend: points added past an edge per extension, >= 1.
         max_extensions: extensions allowed per setting, >= 0.
         store, device, progress: passed to
-            :func:`~magcore.sweeps.engine.run_sweep`.
+            :func:`run_sweep`.
 
     Returns:
         A list of :class:`TuneResult`, one per setting.
