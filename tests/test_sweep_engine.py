@@ -266,3 +266,28 @@ def test_a_finite_blow_up_is_flagged_not_dropped():
     assert wild.batch_loss[k - 1] <= 1e3 * wild.metrics["loss"][0]
     assert wild.final_loss() == math.inf
     assert math.isfinite(ok.final_loss())
+
+
+def test_a_batch_of_diverging_runs_stops_early_and_keeps_its_shape():
+    problem = TinyMLP()
+    specs = [RunSpec(problem, "sgd", {"lr": lr}, steps=50, batch_size=8,
+                     checkpoints=10) for lr in (1e3, 1e4)]
+    results = run_sweep(specs, device="cpu", progress=False).results
+    for r in results:
+        assert r.diverged and r.diverged_at <= 5
+        assert len(r.batch_loss) == 50 and len(r.steps) == 11
+        assert len(r.metrics["loss"]) == 11
+        assert math.isnan(r.batch_loss[-1])
+        assert r.to_dict()["batch_loss"][-1] is None
+
+
+def test_bad_sweep_arguments_are_named():
+    spec = RunSpec(TinyMLP(), "sgd", {"lr": 0.1}, steps=2, batch_size=2)
+    with pytest.raises(ValueError, match="max_batch"):
+        run_sweep([spec], max_batch=0, progress=False)
+    with pytest.raises(ValueError, match="device"):
+        run_sweep([spec], device="no-such-device", progress=False)
+    with pytest.raises(ValueError, match="spec"):
+        run_sweep(["sgd"], progress=False)
+    with pytest.raises(ValueError, match="share a batch"):
+        train_batch([spec, spec.replace(steps=3)], "cpu")
