@@ -241,7 +241,7 @@ def test_experiment_registry_and_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "SignSGD: lr" in out and "over 5 seeds" in out
     n_entries = len(ResultStore(store))
-    assert n_entries >= 6 * (7 + 5)
+    assert n_entries >= 6 * (2 * 7 + 5)
     main(["run", "toy-tuning", "--store", str(store), "--device", "cpu"])
     again = capsys.readouterr().out
     assert "0 trained" in again and "42 trained" not in again

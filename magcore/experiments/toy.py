@@ -2,7 +2,8 @@
 
 Each method gets its own log-spaced learning-rate range (sign-like and
 gradient-like methods differ by orders of magnitude), extended when the
-best rate sits on an edge; the chosen rate is rerun over five seeds. The
+best rate sits on an edge. The rate is chosen by the mean criterion over
+two tuning seeds and rerun over five other seeds. The
 report is one line per method: the rate, whether it is still on an edge,
 the final training loss (mean and standard deviation over the seeds) and
 how many of those runs diverged.
@@ -34,6 +35,7 @@ def toy_tuning(scale, store, device, progress):
                                noise=0.1, data_seed=0)
     results = tune(SETTINGS, problem, steps=size["steps"],
                    batch_size=size["batch_size"], checkpoints=10,
+                   tune_seeds=(0, 1), final_seeds=(2, 3, 4, 5, 6),
                    store=store, device=device, progress=progress)
     lines = [f"toy-tuning ({scale}): {problem.name} "
              f"{problem.config()}, {size['steps']} steps, batch "

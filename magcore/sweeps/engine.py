@@ -361,7 +361,7 @@ def run_sweep(specs, store=None, device=None, max_batch=512,
     total = sum(len(c) * c[0].steps for c in chunks)
     bar = None
     if progress and total:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         bar = tqdm(total=total, desc="sweep", unit="run-step",
                    unit_scale=True, leave=False)
     try:

@@ -34,7 +34,9 @@ hex digits of the SHA-256 of the source files that decide a run's
 numbers: the update rules (``magcore/optim/functional.py``), the engine
 and the run description (``magcore/sweeps/engine.py``, ``spec.py``), the
 problem contract (``magcore/problems/base.py``) and the module that
-defines the problem's class. Editing any of them makes old entries
+defines the problem's class (when it has a source file; a class defined
+in an interactive session has none, and then only its ``config()`` and
+class name key its results). Editing any of them makes old entries
 invisible (they stay on disk), so nothing stale is reused.
 
 Writing is atomic: the entry goes to a temporary file in the same
@@ -85,9 +87,11 @@ def code_version(problem):
     files = [inspect.getsourcefile(m)
              for m in (functional, engine, spec, base)]
     try:
-        files.append(inspect.getsourcefile(type(problem)))
+        own = inspect.getsourcefile(type(problem))
     except TypeError:
-        pass
+        own = None
+    if own is not None and os.path.isfile(own):
+        files.append(own)
     digest = hashlib.sha256()
     for path in files:
         digest.update(_file_hash(path).encode())
