@@ -23,6 +23,13 @@ CASES = {
                    weight_decay=0.01),
               dict(lr=0.02, p=0.5, q=0.2, beta1=0.9, beta2=0.95),
               dict(lr=0.03, p=1.0, q=1.0)],
+    "pqsgd-tensor": [dict(lr=0.05, p=2.0, q=0.5, beta1=0.5, beta2=0.5),
+                     dict(lr=0.02, p=0.5, q=0.2, beta1=0.9, beta2=0.95,
+                          weight_decay=0.1),
+                     dict(lr=0.03, p=1.0, q=0.0)],
+    "pqsgd-uniform": [dict(lr=0.05, p=0.0, q=0.0, beta1=0.9, beta2=0.9),
+                      dict(lr=0.02, p=0.0, q=0.0, beta1=0.9, beta2=0.9),
+                      dict(lr=0.03, p=0.0, q=0.0, beta1=0.9, beta2=0.9)],
     "signsgd": [dict(lr=0.01), dict(lr=0.02, momentum=0.9),
                 dict(lr=0.005, momentum=0.5)],
     "signpowersgd": [dict(lr=0.05, p=0.5), dict(lr=0.02, p=0.3,
@@ -68,7 +75,7 @@ STATE_KEYS = {"momentum_buffer": "momentum_buffer", "exp_avg": "exp_avg",
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rule_matches_class_step_by_step(case):
-    method = case.split("-")[0]
+    method = case if case in F.RULES else case.split("-")[0]
     runs = CASES[case]
     starts = [init(seed) for seed in range(len(runs))]
     stacked = {n: torch.stack([s[n] for s in starts]) for n in SHAPES}

@@ -32,7 +32,9 @@ rule              hyperparameters (class)
                   (:class:`~magcore.Adam`)
 ``adamw``         the same (:class:`~magcore.Adam`, decoupled decay)
 ``pqsgd``         lr, p, q, beta1, beta2, weight_decay
-                  (:class:`~magcore.PQSGD`)
+                  (:class:`~magcore.PQSGD`, one norm per run)
+``pqsgd-tensor``  the same (``norm_scope="tensor"``: one norm per
+                  tensor of each run)
 ``signsgd``       lr, momentum (:class:`~magcore.SignSGD`)
 ``signpowersgd``  lr, p, momentum (:class:`~magcore.SignPowerSGD`)
 ``normpowersgd``  lr, p, momentum (:class:`~magcore.NormPowerSGD`)
@@ -42,7 +44,8 @@ rule              hyperparameters (class)
 
 ``adamw`` is :class:`~magcore.Adam` with
 ``decoupled_weight_decay=True``; ``nesterov`` is 0 or 1; the (p, q) rules
-take the norm over the whole run (``norm_scope="group"``). The tests check
+other than ``pqsgd-tensor`` take the norm over the whole run
+(``norm_scope="group"``). The tests check
 every rule against its class step by step in float64, parameters and
 state.
 
@@ -212,7 +215,7 @@ def _averages(m, g, b1, b2, same):
     return c, torch.where(b2 == 0, g, torch.lerp(m, g, 1 - b2))
 
 
-def _step_pq(params, grads, state, hp):
+def _step_pq(params, grads, state, hp, per_tensor=False):
     names = list(params)
     cs, bufs, decayed = {}, {}, {}
     no_decay = _all(hp["weight_decay"] == 0)
@@ -231,19 +234,26 @@ def _step_pq(params, grads, state, hp):
             state["exp_avg"][name], g, _per_run(hp["beta1"], g),
             _per_run(hp["beta2"], g), same)
     p, q = hp["p"], hp["q"]
-    scale = None
+    scales = dict.fromkeys(names)
     if not _all(q == p):
-        norm = run_norm([cs[n] for n in names], p + 1)
-        scale = torch.where(norm == 0, torch.zeros_like(norm),
-                            norm.pow(q - p))
-        scale = torch.where(q == p, torch.ones_like(scale), scale)
+        groups = [[n] for n in names] if per_tensor else [names]
+        for group in groups:
+            norm = run_norm([cs[n] for n in group], p + 1)
+            scale = torch.where(norm == 0, torch.zeros_like(norm),
+                                norm.pow(q - p))
+            scale = torch.where(q == p, torch.ones_like(scale), scale)
+            scales.update(dict.fromkeys(group, scale))
     new_params = {}
     for name in names:
         d = pq_direction(cs[name], p)
-        if scale is not None:
-            d = d * _per_run(scale, d)
+        if scales[name] is not None:
+            d = d * _per_run(scales[name], d)
         new_params[name] = decayed[name] - _per_run(hp["lr"], d) * d
     return new_params, {"exp_avg": bufs}
+
+
+def _step_pq_tensor(params, grads, state, hp):
+    return _step_pq(params, grads, state, hp, per_tensor=True)
 
 
 def _zeros_like_lr(hp):
@@ -311,6 +321,11 @@ _ADAM_DEFAULTS = dict(lr=None, beta1=0.9, beta2=0.999, eps=1e-8,
 _ADAM_CHECKS = dict(lr=check_nonnegative, beta1=_unit, beta2=_unit,
                     eps=check_nonnegative, weight_decay=check_nonnegative)
 _MOMENTUM_CHECKS = dict(lr=check_nonnegative, momentum=_unit)
+_PQ_DEFAULTS = dict(lr=None, p=1.0, q=1.0, beta1=0.0, beta2=0.0,
+                    weight_decay=0.0)
+_PQ_CHECKS = dict(lr=check_nonnegative, p=check_finite_nonnegative,
+                  q=check_finite_nonnegative, beta1=_unit, beta2=_unit,
+                  weight_decay=check_nonnegative)
 
 #: Rule name -> :class:`UpdateRule`, for every rule in the table above.
 RULES = {rule.name: rule for rule in [
@@ -323,12 +338,9 @@ RULES = {rule.name: rule for rule in [
                _step_adam),
     UpdateRule("adamw", _ADAM_DEFAULTS, _ADAM_CHECKS, _init_adam,
                _step_adamw),
-    UpdateRule("pqsgd", dict(lr=None, p=1.0, q=1.0, beta1=0.0, beta2=0.0,
-                             weight_decay=0.0),
-               dict(lr=check_nonnegative, p=check_finite_nonnegative,
-                    q=check_finite_nonnegative, beta1=_unit, beta2=_unit,
-                    weight_decay=check_nonnegative),
-               _init_pq, _step_pq),
+    UpdateRule("pqsgd", _PQ_DEFAULTS, _PQ_CHECKS, _init_pq, _step_pq),
+    UpdateRule("pqsgd-tensor", _PQ_DEFAULTS, _PQ_CHECKS, _init_pq,
+               _step_pq_tensor),
     UpdateRule("signsgd", dict(lr=None, momentum=0.0), _MOMENTUM_CHECKS,
                _init_pq, _preset(_signsgd_pq)),
     UpdateRule("signpowersgd", dict(lr=None, p=None, momentum=0.0),

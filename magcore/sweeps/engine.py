@@ -333,6 +333,18 @@ def run_sweep(specs, store=None, device=None, max_batch=512,
 
     Raises:
         ValueError: for a bad spec, device or ``max_batch``.
+
+    Example:
+        >>> from magcore.problems.toy import LinearRegression
+        >>> from magcore.sweeps import grid
+        >>> specs = grid(LinearRegression(), "signpowersgd", steps=50,
+        ...              batch_size=8, lr=[0.01, 0.1], p=[0.0, 0.5, 1.0])
+        >>> sweep = run_sweep(specs, device="cpu", progress=False)
+        >>> sweep.n_trained, len(sweep.results[0].batch_loss)
+        (6, 50)
+        >>> best = min(sweep.results, key=lambda r: r.final_loss())
+        >>> best.spec.hparams_dict()["p"], best.spec.hparams_dict()["lr"]
+        (0.5, 0.1)
     """
     specs = list(specs)
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) \

@@ -362,10 +362,12 @@ def make_optimizer(method, params, hparams):
         return Adam(params, lr=h["lr"], betas=(h["beta1"], h["beta2"]),
                     eps=h["eps"], weight_decay=h["weight_decay"],
                     decoupled_weight_decay=method == "adamw")
-    if method == "pqsgd":
+    if method in ("pqsgd", "pqsgd-tensor"):
         return PQSGD(params, lr=h["lr"], p=h["p"], q=h["q"],
                      betas=(h["beta1"], h["beta2"]),
-                     weight_decay=h["weight_decay"])
+                     weight_decay=h["weight_decay"],
+                     norm_scope="tensor" if method == "pqsgd-tensor"
+                     else "group")
     if method == "signsgd":
         return SignSGD(params, lr=h["lr"], momentum=h["momentum"])
     if method == "signpowersgd":
