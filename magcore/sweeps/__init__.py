@@ -3,10 +3,22 @@
 ``batch_model`` (closed-form expected progress of one step on a noisy
 quadratic) and ``diagnostics`` (how sign-like an update is) are pure
 functions used by the chapters; import them from their modules.
+
+The sweep engine trains many runs of a :class:`~magcore.problems.Problem`
+at once: ``spec`` describes runs and builds sweeps, ``engine`` trains them
+batched, ``store`` keeps their results on disk, and ``tune`` tunes each
+method's learning rate fairly.
 """
 
+from .engine import RunResult, SweepResult, default_device, run_sweep
+from .spec import RunSpec, grid, log_range, make_optimizer, sobol
 from .stochastic import NoisyRuns, run_noisy, tune_noisy_lr
+from .store import ResultStore, code_version, read_entries
 from .trajectory import Trajectory, run_trajectory, tune_lr
+from .tune import Setting, TuneResult, tune
 
-__all__ = ["NoisyRuns", "Trajectory", "run_noisy", "run_trajectory",
-           "tune_lr", "tune_noisy_lr"]
+__all__ = ["NoisyRuns", "ResultStore", "RunResult", "RunSpec", "Setting",
+           "SweepResult", "Trajectory", "TuneResult", "code_version",
+           "default_device", "grid", "log_range", "make_optimizer",
+           "read_entries", "run_noisy", "run_sweep", "run_trajectory",
+           "sobol", "tune", "tune_lr", "tune_noisy_lr"]
