@@ -52,7 +52,7 @@ class Problem:
             generator: a ``torch.Generator``; the only source of
                 randomness.
             batch_size: an int >= 1, or ``None`` for the full batch
-                (only when :attr:`n_train` is not ``None``).
+                (only when ``n_train`` is not ``None``).
         """
         raise NotImplementedError
 

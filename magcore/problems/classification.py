@@ -181,7 +181,7 @@ class DigitsLogistic(ClassificationProblem, _DigitsData):
         data_seed: the seed of the train/test split.
         test_fraction: the share of each class held out.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "digits-logistic"
@@ -234,7 +234,7 @@ class DigitsMLP(ModuleProblem, _DigitsData):
         data_seed: the seed of the train/test split.
         test_fraction: the share of each class held out.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "digits-mlp"
@@ -273,7 +273,7 @@ class DigitsSoftmax(DigitsMLP):
         data_seed: the seed of the train/test split.
         test_fraction: the share of each class held out.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "digits-softmax"
@@ -376,7 +376,7 @@ class MNIST1DMLP(ModuleProblem, _MNIST1DData):
         activation: ``"relu"``, ``"tanh"`` or ``"gelu"``.
         data_seed: the seed of the data generation.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "mnist1d-mlp"
@@ -428,7 +428,7 @@ class MNIST1DCNN(ModuleProblem, _MNIST1DData):
         channels: the channels :math:`C` of every convolution.
         data_seed: the seed of the data generation.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "mnist1d-cnn"

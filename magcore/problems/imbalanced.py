@@ -72,7 +72,7 @@ class ImbalancedSoftmax(ClassificationProblem):
         \log \sum_{c=1}^{C} e^{z_{jc}}\right), \qquad z_j = W x_j + b,
 
     with :math:`W \in \mathbb R^{C\times d}` (see the module docstring for
-    the data). Besides ``"loss"`` and ``"accuracy"``, :meth:`metrics`
+    the data). Besides ``"loss"`` and ``"accuracy"``, ``metrics()``
     records ``"loss_group_i"``, the mean loss of the examples whose class
     is in frequency group :math:`i` (group 0 the most frequent), so that
     learning curves can be drawn per group. The initial parameters are
@@ -89,7 +89,7 @@ class ImbalancedSoftmax(ClassificationProblem):
         bias: whether the model has the bias :math:`b`.
         data_seed: the seed of the inputs.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
 
     Attributes:
         class_counts: the number of examples of each class.
@@ -176,7 +176,7 @@ class UniformSoftmax(ImbalancedSoftmax):
         bias: whether the model has a bias.
         data_seed: the seed of the inputs.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "softmax-uniform"

@@ -19,7 +19,7 @@ scaled), so the two give the same noise from the same generator state.
 Without noise there is nothing to draw: every batch is the zero vector and
 ``batch_size=None`` (the exact gradient) is accepted.
 
-:meth:`metrics` records the exact :math:`f(\theta)` and
+``metrics()`` records the exact :math:`f(\theta)` and
 :math:`\lVert\nabla f(\theta)\rVert_2`, never a noisy value.
 """
 
@@ -215,7 +215,7 @@ class QuadraticProblem(_NoisyObjective):
         init_scale: the standard deviation of the initial point's
             coordinates.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
 
     Example:
         >>> prob = QuadraticProblem(dim=3, kappa=4.0)
@@ -352,7 +352,7 @@ class NoisyQuadraticProblem(QuadraticProblem):
         init_scale: the standard deviation of :math:`\theta_0`'s
             coordinates.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "noisy-quadratic"
@@ -390,7 +390,7 @@ class PowerLawProblem(_NoisyObjective):
         init_scale: the standard deviation of :math:`\theta_0`'s
             coordinates.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "power-law"
@@ -437,7 +437,7 @@ class QuarticProblem(PowerLawProblem):
         init_scale: the standard deviation of :math:`\theta_0`'s
             coordinates.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
     """
 
     name = "quartic"

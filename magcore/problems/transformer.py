@@ -136,7 +136,7 @@ class CharTransformer(Problem):
         n_train: the number of training windows.
         data_seed: the seed of the windows' start positions.
         dtype: ``"float32"`` or ``"float64"``.
-        device: where the tensors live (not part of :meth:`config`).
+        device: where the tensors live (not part of ``config()``).
 
     Attributes:
         vocab: the tokens, in id order.
@@ -144,7 +144,7 @@ class CharTransformer(Problem):
 
     NOTE: the help topics change between Python releases, so the text,
     and with it the vocabulary and the windows, depend on the Python
-    version that runs the problem; :meth:`config` does not record it.
+    version that runs the problem; ``config()`` does not record it.
     """
 
     name = "char-transformer"
