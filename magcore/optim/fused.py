@@ -12,19 +12,19 @@ tensor, the fastest path whose arithmetic is the reference's:
   whose semantics are those of ``torch.optim.SGD`` and ``torch.optim.Adam``
   and therefore of magcore's references.
 * **The (p, q) family** (sign descent, Signum, Lion, NSGD, the power
-  families) runs its few elementwise operations block by block on
-  :data:`CHUNK_BYTES`-sized slices, so that each operation's temporary
-  stays in the processor's cache and the data crosses the memory bus about
-  once. The exponents with cheap forms use them: ``p = 0`` is ``sign``,
-  ``p = 1`` is the identity and ``p = 1/2`` is a square root.
-* **A general exponent p** (with ``q = p``) is compute-bound in eager mode,
-  where ``pow`` costs several times the memory traffic. For tensors of at
-  least :data:`COMPILE_MIN_NUMEL` entries the step then runs as one kernel
-  made by ``torch.compile``, with
-  :math:`|c|^p = 2^{p \log_2 |c|}`; a compiled function is kept per
-  (kernel, dtype, device) key, so each compiles once per process. Where
-  compiling fails (no C++ compiler, an unsupported device), or under an
-  outer ``torch.compile``, the blockwise eager path runs instead.
+  families). A step without a norm (:math:`q = p`) on a tensor of at least
+  :data:`COMPILE_MIN_NUMEL` entries runs as one kernel made by
+  ``torch.compile``; the exponents with cheap forms use them (``p = 0`` is
+  ``sign``, ``p = 1/2`` a square root, ``p = 1`` the identity) and a
+  general exponent uses :math:`|c|^p = 2^{p \log_2 |c|}`. A compiled
+  function is kept per (form, buffer, dtype, device) key, so each compiles
+  once per process (seconds on a CPU). Smaller tensors, and every tensor
+  where compiling is off, has failed (no C++ compiler, an unsupported
+  device) or would nest in an outer ``torch.compile``, run the reference's
+  few elementwise operations block by block on :data:`CHUNK_BYTES`-sized
+  slices, so that each operation's temporary stays in the processor's
+  cache and the data crosses the memory bus about once; tensors below one
+  block take the multi-tensor path.
 * Where a norm enters (:math:`q \ne p`), the norms come first, computed
   and combined as in the reference, and the update is a second pass.
 
@@ -38,7 +38,8 @@ NOTE: the compiled kernel and torch's fused kernels round differently from
 the reference (they compute in one expression what the reference computes
 in several), so they agree with it to about 1e-13 in float64, not bit for
 bit. The blockwise eager path runs the reference's own operations and
-agrees exactly.
+agrees exactly, except that a general ``pow`` may round differently (in
+the last place) in the scalar code that finishes a short block.
 """
 
 import types
@@ -49,9 +50,9 @@ import torch
 #: a core's L2 cache together with the temporaries.
 CHUNK_BYTES = 512 * 1024
 
-#: Tensors with fewer entries take the eager path even when a compiled
-#: kernel exists (the call overhead of a compiled function would dominate).
-COMPILE_MIN_NUMEL = 1 << 16
+#: Tensors with fewer entries take the eager path: below this size the
+#: seconds that compiling takes would not be paid back by faster steps.
+COMPILE_MIN_NUMEL = 1 << 20
 
 #: Set to ``False`` to never use ``torch.compile``.
 USE_COMPILE = True
@@ -243,15 +244,27 @@ def _pq_blockwise(param, grad, buf, c, scale, *, lr, p, w1, w2, decay,
         th.add_(d, alpha=-lr)
 
 
-def _power_kernel(param, grad, buf, lr, decay, w1, w2, p, gsign):
-    """Compiled one-pass step of SignPowerSGD-like members (q = p)."""
+def _forms(p):
+    """The name of the cheap form of exponent p, or "power"."""
+    return {0.0: "sign", 0.5: "sqrt", 1.0: "identity"}.get(p, "power")
+
+
+def _power_kernel(param, grad, buf, lr, decay, w1, w2, p, gsign, form):
+    """One-pass step of the (p, p) members, to be compiled per ``form``."""
     g = grad * gsign
     if buf is None:
         c = g
     else:
         c = torch.lerp(buf, g, w1)
         buf.copy_(torch.lerp(buf, g, w2))
-    d = torch.copysign(torch.exp2(p * torch.log2(torch.abs(c))), c)
+    if form == "sign":
+        d = torch.sign(c)
+    elif form == "identity":
+        d = c
+    elif form == "sqrt":
+        d = torch.copysign(torch.sqrt(torch.abs(c)), c)
+    else:
+        d = torch.copysign(torch.exp2(p * torch.log2(torch.abs(c))), c)
     param.mul_(decay).add_(d, alpha=-lr)
 
 
@@ -262,12 +275,12 @@ def _fresh_function(fn):
                               fn.__name__, fn.__defaults__, fn.__closure__)
 
 
-def compiled_power_kernel(has_buf, dtype, device_type):
+def compiled_power_kernel(form, has_buf, dtype, device_type):
     """The compiled kernel for one key, or None where compiling is off or
     has failed for this key."""
     if not USE_COMPILE or torch.compiler.is_compiling():
         return None
-    key = (has_buf, dtype, device_type)
+    key = (form, has_buf, dtype, device_type)
     if key not in _compiled:
         _compiled[key] = torch.compile(_fresh_function(_power_kernel),
                                        dynamic=True, fullgraph=True)
@@ -281,15 +294,15 @@ def _try_compiled(param, grad, buf, *, lr, p, w1, w2, decay, maximize):
     flat = _flat([param, grad] + ([] if buf is None else [buf]))
     if flat is None:
         return False
-    kernel = compiled_power_kernel(buf is not None, param.dtype,
-                                   param.device.type)
+    key = (_forms(p), buf is not None, param.dtype, param.device.type)
+    kernel = compiled_power_kernel(*key)
     if kernel is None:
         return False
     try:
         kernel(flat[0], flat[1], flat[2] if buf is not None else None,
-               lr, decay, w1, w2, p, -1.0 if maximize else 1.0)
+               lr, decay, w1, w2, p, -1.0 if maximize else 1.0, key[0])
     except Exception:  # compiling failed: remember, and go eager
-        _compiled[(buf is not None, param.dtype, param.device.type)] = None
+        _compiled[key] = None
         return False
     return True
 
@@ -314,9 +327,9 @@ def pq_fused(params, grads, bufs, *, lr, p, q, betas, weight_decay,
     if not (_plain(params) and _plain(grads)):
         return pq_foreach(params, grads, bufs, **args)
     if not all(t.device.type == "cpu" for t in params):
-        # Accelerators: blocks gain nothing there; a general exponent
+        # Accelerators: blocks gain nothing there; a step without a norm
         # runs as one compiled kernel per tensor where possible.
-        if q == p and p not in (0.0, 0.5, 1.0):
+        if q == p:
             rest = _pq_compiled_only(params, grads, bufs, **args)
             if rest:
                 sub_bufs = None if bufs is None else [bufs[i] for i in rest]
@@ -338,8 +351,8 @@ def pq_fused(params, grads, bufs, *, lr, p, q, betas, weight_decay,
                       maximize=maximize)
             if params[i].numel() * params[i].element_size() < CHUNK_BYTES:
                 small.append(i)
-            elif p in (0.0, 0.5, 1.0) or not _try_compiled(
-                    params[i], grads[i], buf_list[i], **kw):
+            elif not _try_compiled(params[i], grads[i], buf_list[i],
+                                   **kw):
                 _pq_blockwise(params[i], grads[i], buf_list[i], None, None,
                               **kw)
         if small:
