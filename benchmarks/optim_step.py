@@ -55,6 +55,10 @@ ROWS = {
                            "torch Adam (fused)", 2.0, 2.0),
     "SignPowerSGD p=0.5": (20, "read g, theta, m; write theta, m",
                            "torch Adam (fused)", 2.0, 2.0),
+    "NormPowerSGD p=0.5": (24, "as NSGD", "torch SGD momentum (foreach)",
+                           2.0, 2.0),
+    "PQSGD p=q=0.7 Lion betas": (20, "read g, theta, m; write theta, m",
+                                 "torch Adam (fused)", 2.0, 2.0),
 }
 
 BASELINE_BYTES = {"torch Adam (fused)": 28,
@@ -81,6 +85,10 @@ def factories():
             ps, lr=LR, p=0.3, momentum=0.9),
         "SignPowerSGD p=0.5": lambda ps: magcore.SignPowerSGD(
             ps, lr=LR, p=0.5, momentum=0.9),
+        "NormPowerSGD p=0.5": lambda ps: magcore.NormPowerSGD(
+            ps, lr=LR, p=0.5, momentum=0.9),
+        "PQSGD p=q=0.7 Lion betas": lambda ps: magcore.PQSGD(
+            ps, lr=LR, p=0.7, betas=(0.9, 0.99)),
     }
 
 
@@ -93,21 +101,35 @@ def sizes_of(numel):
     return sizes
 
 
+CLOCK = {"wall": time.perf_counter, "process": time.process_time}
+_clock = time.perf_counter
+
+
 def clock(device):
-    """perf_counter after the device has finished its queued work."""
+    """The clock, read after the device has finished its queued work.
+
+    On a GPU it is always ``perf_counter`` after ``synchronize``. On the
+    CPU it can be the process's CPU time, which a machine shared with
+    other jobs inflates less than the wall clock (the two agree on an
+    idle machine for a one-thread, memory-bound step).
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter()
+        return time.perf_counter()
+    return _clock()
 
 
 def stream_bandwidth(numel, device, repeats):
-    """Bytes per second of a tensor copy (8 bytes per float32 entry) and of
-    an in-place add (12 bytes), medians over ``repeats``."""
+    """Bytes per second of a tensor copy (8 bytes per float32 entry), an
+    in-place add (12 bytes) and an in-place addcmul (16 bytes), medians
+    over ``repeats``; the roofline uses the fastest of the three."""
     a = torch.randn(numel, device=device)
     b = torch.randn(numel, device=device)
+    c = torch.randn(numel, device=device)
     out = torch.empty_like(a)
     kernels = {"copy": (lambda: out.copy_(a), 8),
-               "add_": (lambda: a.add_(b, alpha=1e-9), 12)}
+               "add_": (lambda: a.add_(b, alpha=1e-9), 12),
+               "addcmul_": (lambda: a.addcmul_(b, c, value=1e-9), 16)}
     result = {}
     for name, (kernel, nbytes) in kernels.items():
         kernel()
@@ -150,6 +172,8 @@ def time_steps(numel, device, names, warmup, repeats):
             opts[name].step()
             times[name].append(clock(device) - t0)
     del opts, params
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return {n: statistics.median(t) for n, t in times.items()}, first
 
 
@@ -175,12 +199,12 @@ def machine(device):
 
 
 def table(rows):
-    head = (f"{'optimizer':<20} {'ms':>8} {'baseline':<29} {'ms':>8} "
+    head = (f"{'optimizer':<24} {'ms':>8} {'baseline':<29} {'ms':>8} "
             f"{'ratio':>6} {'target':>6} {'roofline':>8}")
     lines = [head, "-" * len(head)]
     for row in rows:
         lines.append(
-            f"{row['name']:<20} {row['ms']:8.2f} {row['baseline']:<29} "
+            f"{row['name']:<24} {row['ms']:8.2f} {row['baseline']:<29} "
             f"{row['baseline_ms']:8.2f} {row['ratio']:6.2f} "
             f"{row['target']:6.2f} {row['roofline_fraction']:8.2f}")
     return "\n".join(lines)
@@ -196,7 +220,8 @@ def run(device, numel, warmup, repeats):
     for name, (nbytes, moves, base, target, accepted) in ROWS.items():
         roof = nbytes * numel / best
         rows.append(dict(
-            name=name, ms=1e3 * medians[name], baseline=base,
+            name=name, optimizer=name.split()[0], ms=1e3 * medians[name],
+            baseline=base,
             baseline_ms=1e3 * medians[base],
             ratio=medians[name] / medians[base], target=target,
             accepted=accepted,
@@ -225,6 +250,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the size, few repeats")
+    parser.add_argument("--clock", default=None, choices=list(CLOCK),
+                        help="CPU clock (default: process CPU time with "
+                        "one thread, else wall time); GPUs use wall time")
     parser.add_argument("--note", default="",
                         help="stored with the results (e.g. load)")
     parser.add_argument("--out", default=None,
@@ -237,6 +265,12 @@ def main(argv=None):
         return None
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    global _clock
+    if device.type == "cuda":
+        args.clock = "wall"
+    elif args.clock is None:
+        args.clock = "process" if args.threads == 1 else "wall"
+    _clock = CLOCK[args.clock]
     numels = args.numel or ([1e7] if device.type == "cpu" else [1e8, 1e9])
     if args.quick:
         numels = [n / 10 for n in numels]
@@ -249,6 +283,7 @@ def main(argv=None):
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
         machine=machine(device), device=device.type, note=args.note,
+        clock=args.clock,
         warmup=args.warmup, repeats=args.repeats,
         compile_used=bool(fused.USE_COMPILE),
         sizes=[run(device, n, args.warmup, args.repeats) for n in numels])

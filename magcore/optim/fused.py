@@ -13,7 +13,7 @@ tensor, the fastest path whose arithmetic is the reference's:
   and therefore of magcore's references.
 * **The (p, q) family** (sign descent, Signum, Lion, NSGD, the power
   families). A step without a norm (:math:`q = p`) on a tensor of at least
-  :data:`COMPILE_MIN_NUMEL` entries runs as one kernel made by
+  ``COMPILE_MIN_NUMEL`` entries runs as one kernel made by
   ``torch.compile``; the exponents with cheap forms use them (``p = 0`` is
   ``sign``, ``p = 1/2`` a square root, ``p = 1`` the identity) and a
   general exponent uses :math:`|c|^p = 2^{p \log_2 |c|}`. A compiled
@@ -21,7 +21,7 @@ tensor, the fastest path whose arithmetic is the reference's:
   once per process (seconds on a CPU). Smaller tensors, and every tensor
   where compiling is off, has failed (no C++ compiler, an unsupported
   device) or would nest in an outer ``torch.compile``, run the reference's
-  few elementwise operations block by block on :data:`CHUNK_BYTES`-sized
+  few elementwise operations block by block on ``CHUNK_BYTES``-sized
   slices, so that each operation's temporary stays in the processor's
   cache and the data crosses the memory bus about once; tensors below one
   block take the multi-tensor path.
@@ -95,7 +95,7 @@ def sgd_fused(params, grads, bufs, *, lr, momentum, dampening,
               weight_decay, nesterov, maximize):
     """SGD through ``torch._fused_sgd_``; falls back to the multi-tensor
     path where the kernel does not apply. Arguments as for
-    :func:`magcore.optim.sgd.sgd_reference`."""
+    ``magcore.optim.sgd.sgd_reference``."""
     from .base import group_by_device_and_dtype
     from .sgd import sgd_foreach
 
@@ -138,7 +138,7 @@ def adam_fused(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1,
     """Adam through ``torch._fused_adam_`` (``_fused_adamw_`` when the
     decay is decoupled); falls back to the multi-tensor path where the
     kernel does not apply. Arguments as for
-    :func:`magcore.optim.adam.adam_reference`."""
+    ``magcore.optim.adam.adam_reference``."""
     from .adam import adam_foreach
     from .base import group_by_device_and_dtype
 
@@ -206,41 +206,56 @@ def _pq_blockwise(param, grad, buf, c, scale, *, lr, p, w1, w2, decay,
     """One tensor's update, block by block, with the reference's operations.
 
     Either ``c`` is given (already averaged, from the norm pass) or it is
-    computed here from ``grad`` and ``buf``.
+    computed here from ``grad`` and ``buf``. Temporaries are written into
+    block-sized scratch tensors made once per call: a fresh allocation per
+    block would cost more than the block's arithmetic.
     """
     operands = [param, grad if c is None else c]
     if buf is not None and c is None:
         operands.append(buf)
     flat = _flat(operands)
-    if flat is None:
-        blocks, views = [(0, None)], [[t] for t in operands]
+    if flat is None:  # not contiguous: the whole tensor is one block
+        flat, blocks = operands, [(None, None)]
     else:
         blocks = _blocks(param.numel(), param.element_size())
-        views = flat
+    scratch = [None, None, None]
+    scale_value = None if scale is None else float(scale)
+
+    def work(k, like):
+        if scratch[k] is None:  # the first block is the largest
+            scratch[k] = torch.empty_like(like)
+        return scratch[k][:like.shape[0]] if like.dim() else scratch[k]
+
     for start, stop in blocks:
-        if stop is None:
-            th, second = operands[0], operands[1]
-            mm = operands[2] if len(operands) > 2 else None
-        else:
-            th = views[0][start:stop]
-            second = views[1][start:stop]
-            mm = views[2][start:stop] if len(views) > 2 else None
+        th, x = flat[0][start:stop], flat[1][start:stop]
+        mm = flat[2][start:stop] if len(flat) > 2 else None
         if c is not None:
-            cc = second
+            cc = x
         else:
-            g = -second if maximize else second
+            g = torch.neg(x, out=work(0, x)) if maximize else x
             if mm is None:
                 cc = g
             elif w1 == w2:
                 cc = mm.lerp_(g, w1)
             else:
-                cc = mm.lerp(g, w1)
+                cc = torch.lerp(mm, g, w1, out=work(1, x))
                 mm.lerp_(g, w2)
         if decay != 1:
             th.mul_(decay)
-        d = direction(cc, p)
+        if p == 0:
+            d = torch.sign(cc, out=work(2, x))
+        elif p == 1:
+            d = cc
+        else:
+            d = torch.abs(cc, out=work(2, x))
+            d = d.sqrt_() if p == 0.5 else d.pow_(p)
+            d.copysign_(cc)
+        if scale is not None and d is cc:
+            # one operation instead of two; rounds once differently
+            th.add_(cc, alpha=-lr * scale_value)
+            continue
         if scale is not None:
-            d = d * scale
+            d.mul_(scale)
         th.add_(d, alpha=-lr)
 
 
@@ -319,8 +334,9 @@ def compile_works(dtype=torch.float32, device="cpu"):
 def pq_fused(params, grads, bufs, *, lr, p, q, betas, weight_decay,
              norm_scope, maximize):
     """The (p, q) family's fast path; arguments as for
-    :func:`magcore.optim.power.pq_reference`."""
-    from .power import _combine_norms, _scale, pq_foreach
+    ``magcore.optim.power.pq_reference``."""
+    from .power import (_combine_norms, _foreach_direction, _scale,
+                        pq_foreach)
 
     args = dict(lr=lr, p=p, q=q, betas=betas, weight_decay=weight_decay,
                 norm_scope=norm_scope, maximize=maximize)
@@ -379,7 +395,19 @@ def pq_fused(params, grads, bufs, *, lr, p, q, betas, weight_decay,
         scales = [_scale(_combine_norms(norms, r), p, q)] * n
     else:
         scales = [_scale(norm, p, q) for norm in norms]
-    for i in range(n):
+    small = [i for i in range(n)
+             if params[i].numel() * params[i].element_size() < CHUNK_BYTES]
+    if len({(params[i].device, params[i].dtype) for i in small}) > 1:
+        small = []
+    if small:
+        # the reference's operations, one multi-tensor call each
+        dev_params = [params[i] for i in small]
+        if weight_decay != 0:
+            torch._foreach_mul_(dev_params, decay)
+        ds = _foreach_direction([cs[i] for i in small], p)
+        ds = torch._foreach_mul(ds, [scales[i] for i in small])
+        torch._foreach_add_(dev_params, ds, alpha=-lr)
+    for i in sorted(set(range(n)) - set(small)):
         _pq_blockwise(params[i], None, None, cs[i], scales[i], lr=lr, p=p,
                       w1=w1, w2=w2, decay=decay, maximize=maximize)
     return None
