@@ -66,9 +66,30 @@ BASELINE_BYTES = {"torch Adam (fused)": 28,
                   "torch SGD momentum (fused)": 20}
 
 
+class WithoutCompile:
+    """An optimizer whose steps run with ``torch.compile`` switched off
+    (the blockwise eager path), to show what compiling buys."""
+
+    def __init__(self, opt):
+        self.opt = opt
+
+    def step(self):
+        saved, fused.USE_COMPILE = fused.USE_COMPILE, False
+        try:
+            self.opt.step()
+        finally:
+            fused.USE_COMPILE = saved
+
+
+# The same steps without compiling: name -> the row they shadow.
+EAGER = {"SignSGD (Signum), no compile": "SignSGD (Signum)",
+         "SignPowerSGD p=0.3, no compile": "SignPowerSGD p=0.3",
+         "SignPowerSGD p=0.5, no compile": "SignPowerSGD p=0.5"}
+
+
 def factories():
     """name -> function(params) building the optimizer of that case."""
-    return {
+    build = {
         "torch Adam (fused)": lambda ps: torch.optim.Adam(
             ps, lr=LR, fused=True),
         "torch SGD momentum (foreach)": lambda ps: torch.optim.SGD(
@@ -90,6 +111,10 @@ def factories():
         "PQSGD p=q=0.7 Lion betas": lambda ps: magcore.PQSGD(
             ps, lr=LR, p=0.7, betas=(0.9, 0.99)),
     }
+    for name, row in EAGER.items():
+        build[name] = (lambda make: lambda ps: WithoutCompile(make(ps)))(
+            build[row])
+    return build
 
 
 def sizes_of(numel):
@@ -146,7 +171,7 @@ def time_steps(numel, device, names, warmup, repeats):
     """Median step time of every case, interleaved round by round.
 
     All cases share one set of parameters and gradients; each optimizer
-    keeps its own state. Returns (medians, first step times).
+    keeps its own state. Returns (medians, first step wall times).
     """
     gen = torch.Generator(device=device).manual_seed(0)
     params = []
@@ -159,9 +184,12 @@ def time_steps(numel, device, names, warmup, repeats):
     opts = {name: build[name](params) for name in names}
     first, times = {}, {name: [] for name in names}
     for name in names:
-        t0 = clock(device)
+        # wall time: compiling runs in other processes as well
+        clock(device)
+        t0 = time.perf_counter()
         opts[name].step()
-        first[name] = clock(device) - t0
+        clock(device)
+        first[name] = time.perf_counter() - t0
         for _ in range(warmup):
             opts[name].step()
     for r in range(repeats):
@@ -234,9 +262,13 @@ def run(device, numel, warmup, repeats):
                       roofline_fraction=BASELINE_BYTES[b] * numel / best
                       / medians[b], first_step_s=first[b])
                  for b in BASELINE_BYTES]
+    eager = [dict(name=name, ms=1e3 * medians[name],
+                  compiled_ms=1e3 * medians[row],
+                  speedup_of_compiling=medians[name] / medians[row])
+             for name, row in EAGER.items()]
     return dict(numel=numel, tensor_sizes=sizes_of(numel),
                 bandwidth_GBps={k: v / 1e9 for k, v in bandwidth.items()},
-                rows=rows, baselines=baselines)
+                rows=rows, baselines=baselines, without_compile=eager)
 
 
 def main(argv=None):
@@ -294,6 +326,10 @@ def main(argv=None):
               f"({args.threads} thread(s)); stream bandwidth: {bw}")
         print(table(size["rows"]))
         worst = min(r["roofline_fraction"] for r in size["rows"])
+        for row in size["without_compile"]:
+            print(f"{row['name']:<32} {row['ms']:8.2f} ms, compiled "
+                  f"{row['compiled_ms']:.2f} ms "
+                  f"({row['speedup_of_compiling']:.1f}x)")
         missed = [r["name"] for r in size["rows"] if not r["met"]]
         print(f"lowest roofline fraction {worst:.2f}; ratio targets "
               f"missed: {', '.join(missed) or 'none'}")

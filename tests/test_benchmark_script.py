@@ -46,6 +46,8 @@ def test_tiny_cpu_run_writes_every_row(bench, tmp_path, keep_threads):
             assert row["met"] == (row["ratio"] <= row["accepted"])
         assert {b["name"] for b in size["baselines"]} == set(
             bench.BASELINE_BYTES)
+        assert [e["name"] for e in size["without_compile"]] == list(
+            bench.EAGER)
 
 
 def test_every_row_has_a_factory_and_a_baseline(bench):

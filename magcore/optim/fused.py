@@ -39,7 +39,10 @@ the reference (they compute in one expression what the reference computes
 in several), so they agree with it to about 1e-13 in float64, not bit for
 bit. The blockwise eager path runs the reference's own operations and
 agrees exactly, except that a general ``pow`` may round differently (in
-the last place) in the scalar code that finishes a short block.
+the last place) in the scalar code that finishes a short block. In
+float32 the compiled general power carries the rounding of
+:math:`p \log_2 |c|`: for :math:`|c|` between 1e-8 and 1e2, up to about 10
+units in the last place at p = 0.3 and 40 at p = 1.5 (``pow``: one).
 """
 
 import types
