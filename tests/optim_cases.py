@@ -34,7 +34,14 @@ CONFIGS = {
                                       norm_scope="tensor")),
     "pq-group": (magcore.PQSGD, dict(lr=0.05, p=2.0, q=0.5,
                                      betas=(0.5, 0.5), weight_decay=0.01)),
+    "signpower-1.5": (magcore.SignPowerSGD, dict(lr=0.02, p=1.5)),
+    "pq-power-two-betas": (magcore.PQSGD, dict(lr=0.05, p=0.7,
+                                               betas=(0.9, 0.99),
+                                               weight_decay=0.01)),
 }
+
+# The three paths of every optimizer: reference, multi-tensor, fast.
+PATHS = (False, True, None)
 
 
 def make_params(seed=0, dtype=torch.float64, device="cpu"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import magcore
-from optim_cases import CONFIGS, loss_at, make_params, run
+from optim_cases import CONFIGS, PATHS, loss_at, make_params, run
 
 ALL = sorted(CONFIGS)
 
@@ -249,7 +249,7 @@ def test_sparse_gradients_get_a_clear_error(name):
     (magcore.NormPowerSGD, dict(lr=0.1, p=0.5)),
     (magcore.PQSGD, dict(lr=0.1, p=0.5, q=0.0, norm_scope="tensor")),
 ])
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", PATHS)
 def test_zero_gradient_moves_nothing(cls, kwargs, foreach):
     w = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
     before = w.detach().clone()
@@ -273,7 +273,7 @@ NAN = math.nan
 INF = math.inf
 
 
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", PATHS)
 @pytest.mark.parametrize("cls, kwargs, entry, expected", [
     # A NaN entry poisons only its own coordinate when no norm is involved,
     # except that sign(NaN) = 0 in PyTorch: sign methods skip it.
@@ -316,7 +316,7 @@ def test_docstrings_carry_the_rule_and_every_argument(cls):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", PATHS)
 def test_cuda_step_equals_cpu_step(name, foreach):
     cls, kwargs = CONFIGS[name]
     cpu, _ = run(cls, dict(kwargs, foreach=foreach), steps=10)
@@ -328,7 +328,7 @@ def test_cuda_step_equals_cpu_step(name, foreach):
 
 
 @pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", PATHS)
 def test_gradients_are_left_as_they_were(name, foreach):
     cls, kwargs = CONFIGS[name]
     params = make_params()

@@ -12,6 +12,7 @@ import torch
 
 from .base import (MagcoreOptimizer, check_betas, check_nonnegative,
                    group_by_device_and_dtype)
+from .fused import adam_fused, choose
 
 
 def _bias_corrections(step, beta1, beta2):
@@ -112,7 +113,7 @@ class Adam(MagcoreOptimizer):
             directly (AdamW) instead of adding it to the gradient.
         maximize: maximize the objective instead of minimizing it.
         foreach: ``True`` for the multi-tensor path, ``False`` for the
-            per-tensor reference, ``None`` to choose (multi-tensor).
+            per-tensor reference, ``None`` for the fast path.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
@@ -149,7 +150,7 @@ class Adam(MagcoreOptimizer):
                 state["exp_avg_sq"] = torch.zeros_like(
                     p, memory_format=torch.preserve_format)
         states = [self.state[p] for p in params]
-        update = adam_foreach if foreach else adam_reference
+        update = choose(foreach, adam_fused, adam_foreach, adam_reference)
         beta1, beta2 = group["betas"]
         update(params, grads, [s["exp_avg"] for s in states],
                [s["exp_avg_sq"] for s in states],

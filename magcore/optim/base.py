@@ -154,10 +154,9 @@ class MagcoreOptimizer(torch.optim.Optimizer):
         return params, grads
 
     def _use_foreach(self, group, params):
+        """True, False, or None for the fast path (magcore.optim.fused)."""
         foreach = group.get("foreach")
-        if foreach is None:
-            return not torch.jit.is_scripting()
-        return bool(foreach)
+        return None if foreach is None else bool(foreach)
 
     @torch.no_grad()
     def step(self, closure=None):

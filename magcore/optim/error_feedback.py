@@ -9,6 +9,7 @@ import torch
 
 from .base import (MagcoreOptimizer, check_nonnegative,
                    group_by_device_and_dtype)
+from .fused import choose
 
 
 def ef_sign_reference(params, grads, errors, *, lr, maximize):
@@ -100,6 +101,8 @@ class EFSignSGD(MagcoreOptimizer):
                 state["error"] = torch.zeros_like(
                     param, memory_format=torch.preserve_format)
         errors = [self.state[param]["error"] for param in params]
-        update = ef_sign_foreach if foreach else ef_sign_reference
+        # The multi-tensor path is also the fast path (foreach=None).
+        update = choose(foreach, ef_sign_foreach, ef_sign_foreach,
+                        ef_sign_reference)
         update(params, grads, errors, lr=group["lr"],
                maximize=group["maximize"])

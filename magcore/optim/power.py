@@ -53,6 +53,7 @@ import torch
 from .base import (MagcoreOptimizer, check_betas, check_finite_nonnegative,
                    check_nonnegative, check_unit_interval, full_norms,
                    group_by_device_and_dtype)
+from .fused import choose, pq_fused
 
 NORM_SCOPES = ("group", "tensor")
 
@@ -250,7 +251,7 @@ class PQSGD(MagcoreOptimizer):
         norm_scope: ``"group"`` or ``"tensor"``.
         maximize: maximize the objective instead of minimizing it.
         foreach: ``True`` for the multi-tensor path, ``False`` for the
-            per-tensor reference, ``None`` to choose (multi-tensor).
+            per-tensor reference, ``None`` for the fast path.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([3.0, -4.0]))
@@ -296,7 +297,7 @@ class PQSGD(MagcoreOptimizer):
                     state["exp_avg"] = torch.zeros_like(
                         param, memory_format=torch.preserve_format)
             bufs = [self.state[param]["exp_avg"] for param in params]
-        update = pq_foreach if foreach else pq_reference
+        update = choose(foreach, pq_fused, pq_foreach, pq_reference)
         update(params, grads, bufs, lr=group["lr"], p=p, q=q, betas=betas,
                weight_decay=weight_decay, norm_scope=norm_scope,
                maximize=group["maximize"])
@@ -327,7 +328,8 @@ class SignSGD(PQSGD):
         lr: learning rate :math:`\alpha >= 0`.
         momentum: averaging factor :math:`\mu \in [0, 1)`.
         maximize: maximize the objective instead of minimizing it.
-        foreach: multi-tensor path (``True``/``None``) or reference.
+        foreach: fast path (``None``), multi-tensor (``True``) or
+            reference (``False``).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([3.0, -0.01]))
@@ -374,7 +376,8 @@ class SignPowerSGD(PQSGD):
         p: exponent, finite and >= 0.
         momentum: averaging factor :math:`\mu \in [0, 1)`.
         maximize: maximize the objective instead of minimizing it.
-        foreach: multi-tensor path (``True``/``None``) or reference.
+        foreach: fast path (``None``), multi-tensor (``True``) or
+            reference (``False``).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([2.0, -0.5]))
@@ -419,7 +422,8 @@ class NormPowerSGD(PQSGD):
         p: homogeneity exponent, finite and >= 0.
         momentum: averaging factor :math:`\mu \in [0, 1)`.
         maximize: maximize the objective instead of minimizing it.
-        foreach: multi-tensor path (``True``/``None``) or reference.
+        foreach: fast path (``None``), multi-tensor (``True``) or
+            reference (``False``).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
@@ -463,7 +467,8 @@ class NSGD(PQSGD):
         lr: learning rate :math:`\alpha >= 0`.
         momentum: averaging factor :math:`\mu \in [0, 1)`.
         maximize: maximize the objective instead of minimizing it.
-        foreach: multi-tensor path (``True``/``None``) or reference.
+        foreach: fast path (``None``), multi-tensor (``True``) or
+            reference (``False``).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
@@ -510,7 +515,8 @@ class Lion(PQSGD):
         betas: :math:`(\beta_1, \beta_2) \in [0, 1)^2`.
         weight_decay: decoupled weight decay :math:`\lambda >= 0`.
         maximize: maximize the objective instead of minimizing it.
-        foreach: multi-tensor path (``True``/``None``) or reference.
+        foreach: fast path (``None``), multi-tensor (``True``) or
+            reference (``False``).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))

@@ -9,6 +9,7 @@ import torch
 
 from .base import (MagcoreOptimizer, check_nonnegative,
                    check_unit_interval, group_by_device_and_dtype)
+from .fused import choose, sgd_fused
 
 
 def sgd_reference(params, grads, bufs, *, lr, momentum, dampening,
@@ -97,7 +98,7 @@ class SGD(MagcoreOptimizer):
         nesterov: use Nesterov momentum (needs momentum > 0, dampening 0).
         maximize: maximize the objective instead of minimizing it.
         foreach: ``True`` for the multi-tensor path, ``False`` for the
-            per-tensor reference, ``None`` to choose (multi-tensor).
+            per-tensor reference, ``None`` for the fast path.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
@@ -135,7 +136,7 @@ class SGD(MagcoreOptimizer):
 
     def _update_group(self, group, params, grads, foreach):
         bufs = [self.state[p].get("momentum_buffer") for p in params]
-        update = sgd_foreach if foreach else sgd_reference
+        update = choose(foreach, sgd_fused, sgd_foreach, sgd_reference)
         update(params, grads, bufs, lr=group["lr"],
                momentum=group["momentum"], dampening=group["dampening"],
                weight_decay=group["weight_decay"],
