@@ -65,20 +65,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import check_finite_nonnegative, check_nonnegative
+from .base import (check_finite_nonnegative, check_nonnegative,
+                   check_unit_interval as _unit)
 
 __all__ = ["RULES", "UpdateRule", "check_hparams", "init_state",
            "pq_direction", "run_norm", "stack_hparams", "step"]
-
-
-def _unit(name, value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Invalid {name}: {value!r} (expected a number)") from None
-    if not 0.0 <= number < 1.0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be in [0, 1))")
 
 
 def _flag(name, value):
