@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 # pytest: unit tests, doctests and notebooks in one run, on two processes.
 # --dist loadfile keeps all cells of a notebook on one worker (one kernel).
-PYTEST_ARGS := -n 2 --dist loadfile \
+PYTEST_ARGS := -n 2 --dist loadfile --durations=15 \
 	--nbval-lax --nbval-current-env --nbval-cell-timeout 300 \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg
 
