@@ -1,7 +1,7 @@
 r"""Performance profiles: the share of problems solved within a factor.
 
 :func:`plot_performance_profile` draws :math:`\rho_s(\tau)` of
-:func:`magcore.sweeps.analysis.performance_profile` for each method as a
+:func:`magcore.sweeps.performance_profile` for each method as a
 step function of :math:`\tau` on a logarithmic axis.
 """
 
@@ -26,7 +26,7 @@ def plot_performance_profile(ax, costs, tau_max=None, colors=None,
     Args:
         ax: a matplotlib axes.
         costs: a ``dict`` from method to its per-problem costs, as in
-            :func:`~magcore.sweeps.analysis.performance_ratios`.
+            :func:`~magcore.sweeps.performance_ratios`.
         tau_max: the right end of the :math:`\tau` axis, >= 1.
         colors, linestyles: optional ``dict`` from method to a matplotlib
             color or line style.
