@@ -78,3 +78,12 @@ def test_budgets_give_one_result_per_batch_size():
     # with equal steps, a larger batch (less noise) does better for SGD
     means, _ = res.losses("steps", "SGD")
     assert means[-1] < means[0]
+
+
+def test_registered_runner_prints_a_report():
+    report = EXPERIMENTS["method-shared-grid"].run("test", None, "cpu",
+                                                  False)
+    lines = report.splitlines()
+    assert lines[0].startswith("method-shared-grid (test): quadratic")
+    assert sum("shared grid" in ln for ln in lines) == 2
+    assert "seeds [0, 1]" in lines[-1] and "torch" in lines[-1]
