@@ -103,7 +103,10 @@ def test_adam_with_zero_betas_steps_like_sign_descent():
     a, _ = step("adam", params, grads, init_state("adam", params), adam)
     s, _ = step("signsgd", params, grads, init_state("signsgd", params),
                 sign)
-    torch.testing.assert_close(a["w"], s["w"], rtol=0, atol=1e-9)
+    # g / (|g| + eps) differs from sign(g) by at most eps / |g|.
+    bound = 0.1 * 1e-10 / grads["w"].abs().min().item()
+    assert (a["w"] - s["w"]).abs().max().item() <= bound * (1 + 1e-6)
+    assert not torch.equal(a["w"], params["w"])
 
 
 def test_checkpoints_reach_their_targets_in_order():

@@ -83,7 +83,7 @@ SCALES = {
             "examples": 6400, "n_lrs": 7, "checkpoints": 10},
         "surge": {"hidden": (128,), "targets": (0.3,),
                   "batch_sizes": tuple(2 ** k for k in range(1, 12)),
-                  "steps": 20, "repeats": 6, "n_lrs": 7, "ratio": 2.0,
+                  "steps": 20, "repeats": 8, "n_lrs": 7, "ratio": 2.0,
                   "coarse": 9},
     },
     "full": {
@@ -483,9 +483,9 @@ def surge(scale, device=None, progress=True, methods=SURGE_METHODS):
 
     For each checkpoint of ``digits-mlp`` (full-batch Adam run until the
     loss first reaches each target of the scale) and each method, and
-    each batch size B in increasing order: a wide coarse grid (ratio 4)
-    at the first B; after it, a log grid with the scale's ``ratio``
-    centred on the previous refined best rate times
+    each batch size B in increasing order: a log grid with the scale's
+    ``ratio``, centred at the first B on the best rate of a wide coarse
+    grid (ratio 4), and after it on the previous refined best rate times
     :math:`(B/B_{\rm prev})^{(1+p)/2}` (the small-batch growth of the
     theory); every grid extended past an edge. See the module docstring
     for the score. The runs are not stored: a rerun recomputes them.
@@ -520,16 +520,19 @@ def surge(scale, device=None, progress=True, methods=SURGE_METHODS):
                 if prev is None:
                     n = cfg["coarse"]
                     lrs = [guess * 4.0 ** (j - n // 2) for j in range(n)]
+                    lrs, _, i, _ = _scan(problem, method, hparams, b, lrs,
+                                         4.0, cfg["steps"], cfg["repeats"],
+                                         dev)
+                    center = lrs[i]
                 else:
                     center = curve.refined_lr[-1] * (b / prev) ** (
                         (1 + p) / 2)
-                    n = cfg["n_lrs"]
-                    lrs = [center * cfg["ratio"] ** (j - n // 2)
-                           for j in range(n)]
+                n = cfg["n_lrs"]
+                lrs = [center * cfg["ratio"] ** (j - n // 2)
+                       for j in range(n)]
                 lrs, drops, i, edge = _scan(
-                    problem, method, hparams, b, lrs, cfg["ratio"]
-                    if prev is not None else 4.0, cfg["steps"],
-                    cfg["repeats"], dev)
+                    problem, method, hparams, b, lrs, cfg["ratio"],
+                    cfg["steps"], cfg["repeats"], dev)
                 means = drops.mean(axis=1)
                 curve.lrs.append(lrs)
                 curve.drops.append(drops)

@@ -11,6 +11,11 @@ problem's. The seed of a run then decides its batches only.
 Its :meth:`~FixedStart.config` holds the wrapped problem's config, a
 label and a SHA-256 digest of :math:`\theta_c`, so results stored for
 one start are never read for another.
+
+NOTE: the result store keys its entries with the source of the module
+that defines the problem's class, which for a wrapped problem is this
+module; an edit to the wrapped problem's own module does not make stored
+results of a :class:`FixedStart` stale. Clear such results by hand.
 """
 
 import hashlib
