@@ -105,17 +105,23 @@ class FixedStart(Problem):
         return {k: v.clone() for k, v in self._params.items()}
 
     def sample(self, generator, batch_size):
+        """The wrapped problem's batch."""
         return self.problem.sample(generator, batch_size)
 
     def loss(self, params, batch):
+        """The wrapped problem's loss."""
         return self.problem.loss(params, batch)
 
     def metrics(self, params):
+        """The wrapped problem's metrics."""
         return self.problem.metrics(params)
 
     def check_batch_size(self, batch_size):
+        """The wrapped problem's check."""
         self.problem.check_batch_size(batch_size)
 
     def config(self):
+        """``{"start_of": wrapped config, "label": ..., "digest": ...}``.
+        """
         return {"start_of": self.problem.config(), "label": self.label,
                 "digest": self.digest}
