@@ -73,3 +73,4 @@ def get(name):
 from . import toy  # noqa: E402,F401  (registers its experiments)
 from . import method  # noqa: E402,F401
 from . import imbalance  # noqa: E402,F401
+from . import noise  # noqa: E402,F401

@@ -20,13 +20,15 @@ from .noisy import NoisyProblem, noisy_quadratic
 from .power_law import PowerLaw
 from .registry import PROBLEMS, SIZES, make_problem, problem_names
 from .rotations import random_rotation
+from .start import FixedStart, params_digest
 from .synthetic import (NoisyQuadraticProblem, PowerLawProblem,
                         QuadraticProblem, QuarticProblem, quadratic_spectrum)
 from .transformer import CharTransformer, pydoc_text
 from .wavy import WavyQuadratic
 
 __all__ = ["CharTransformer", "ClassificationProblem", "DigitsLogistic",
-           "DigitsMLP", "DigitsSoftmax", "DigitsSplit", "ImbalancedSoftmax",
+           "DigitsMLP", "DigitsSoftmax", "DigitsSplit", "FixedStart",
+           "ImbalancedSoftmax",
            "MNIST1DCNN", "MNIST1DMLP", "ModuleProblem", "NoisyProblem",
            "NoisyQuadraticProblem", "PROBLEMS", "PowerLaw",
            "PowerLawProblem", "Problem", "Quadratic", "QuadraticProblem",
@@ -34,5 +36,5 @@ __all__ = ["CharTransformer", "ClassificationProblem", "DigitsLogistic",
            "WavyQuadratic",
            "heavy_tailed_labels", "load_digits_split", "load_mnist1d",
            "make_mlp", "make_problem", "minibatch_indices", "n_parameters",
-           "noisy_quadratic", "problem_names", "pydoc_text",
+           "noisy_quadratic", "params_digest", "problem_names", "pydoc_text",
            "quadratic_spectrum", "random_rotation", "rotation_2d"]
