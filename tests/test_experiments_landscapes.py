@@ -141,3 +141,10 @@ def test_lattice_range_and_best_p(quad):
         land.best_p([t for t in tuned if t.p is None])
     with pytest.raises(ValueError, match="scale"):
         land.quadratics("huge")
+
+
+def test_log_relative():
+    assert land.log_relative(0.01) == -2.0
+    assert land.log_relative(0.0) == land.LOG_FLOOR
+    assert land.log_relative(math.inf) == math.inf
+    assert land.log_relative(math.nan) == math.inf

@@ -33,6 +33,7 @@ hypothesis :math:`p^\star = 1 - a` the experiments test.
 
 import math
 import statistics
+import time
 from dataclasses import dataclass
 
 import torch
@@ -40,14 +41,15 @@ from torch.func import grad, hessian
 
 from ..problems.synthetic import (PowerLawProblem, QuadraticProblem,
                                   QuarticProblem)
-from ..sweeps.engine import run_sweep
+from ..sweeps.engine import default_device, run_sweep
 from ..sweeps.spec import RunSpec, log_range
 from ..sweeps.tune import Setting, tune
 from . import register
 
-__all__ = ["P_FAMILY", "P_POWER", "SIZES", "SharedTuned", "Tuned",
-           "best_p", "curvature_exponent", "fit_slope", "lattice_range",
-           "power_laws", "quadratics", "quartic", "verdict"]
+__all__ = ["LOG_FLOOR", "P_FAMILY", "P_POWER", "SIZES", "SharedTuned",
+           "Tuned", "best_p", "curvature_exponent", "fit_slope",
+           "lattice_range", "log_relative", "power_laws", "quadratics",
+           "quartic", "verdict"]
 
 #: The exponents of the sign-power family compared on the quadratics.
 P_FAMILY = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -65,11 +67,11 @@ SIZES = {
                  ks=(2.0, 4.0), c_spread=10.0, scales=(0.1, 1.0, 10.0),
                  quartic_scales=(0.3, 1.0, 3.0)),
     "cpu": dict(dim=10, steps=200, checkpoints=10,
-                kappas=(10.0, 100.0, 1000.0), ks=(2.0, 3.0, 4.0),
+                kappas=(10.0, 100.0, 1000.0, 1e4), ks=(2.0, 3.0, 4.0),
                 c_spread=10.0, scales=(0.1, 1.0, 10.0),
                 quartic_scales=(0.1, 0.3, 1.0, 3.0, 10.0)),
     "full": dict(dim=1000, steps=2000, checkpoints=20,
-                 kappas=(10.0, 100.0, 1000.0, 1e4),
+                 kappas=(10.0, 100.0, 1000.0, 1e4, 1e5),
                  ks=(2.0, 3.0, 4.0, 6.0), c_spread=100.0,
                  scales=(0.01, 0.1, 1.0, 10.0, 100.0),
                  quartic_scales=(0.01, 0.1, 1.0, 10.0, 100.0)),
@@ -81,6 +83,20 @@ def _size(scale):
         raise ValueError(f"Invalid scale: {scale!r} (expected one of "
                          f"{sorted(SIZES)})")
     return SIZES[scale]
+
+
+#: log10 of a relative loss that underflowed to 0 (float64's floor).
+LOG_FLOOR = -300.0
+
+
+def log_relative(value):
+    """log10 of a relative loss: ``inf`` if not finite (a diverged run),
+    :data:`LOG_FLOOR` at or below ``10**LOG_FLOOR`` (an exact zero)."""
+    if not math.isfinite(value):
+        return math.inf
+    if value <= 10.0 ** LOG_FLOOR:
+        return LOG_FLOOR
+    return math.log10(value)
 
 
 @dataclass
@@ -115,19 +131,27 @@ class Tuned:
     n_diverged: int
 
     @property
+    def logs(self):
+        """Per seed, :func:`log_relative` of the relative criterion."""
+        return [log_relative(v) for v in self.finals]
+
+    @property
     def log_final(self):
         r"""Mean over seeds of :math:`\log_{10}` of the relative criterion
         (``inf`` if any run diverged)."""
-        if any(not math.isfinite(v) or v <= 0 for v in self.finals):
-            return math.inf
-        return statistics.fmean(math.log10(v) for v in self.finals)
+        return statistics.fmean(self.logs)
+
+    @property
+    def log_final_ok(self):
+        """The mean of :attr:`logs` over the runs that did not diverge
+        (``nan`` if all did)."""
+        ok = [v for v in self.logs if math.isfinite(v)]
+        return statistics.fmean(ok) if ok else math.nan
 
     @property
     def log_spread(self):
         """Smallest and largest log10 relative criterion over seeds."""
-        logs = [math.log10(v) if math.isfinite(v) and v > 0 else math.inf
-                for v in self.finals]
-        return min(logs), max(logs)
+        return min(self.logs), max(self.logs)
 
 
 @dataclass
@@ -142,6 +166,7 @@ class SharedTuned:
         per_scale: per starting scale, the mean over final seeds of
             log10 of the relative criterion at ``best_lr``.
         n_diverged: diverged final runs, all scales together.
+        grid_diverged: diverged tuning runs, all scales together.
     """
 
     label: str
@@ -152,6 +177,7 @@ class SharedTuned:
     scores: list
     per_scale: list
     n_diverged: int
+    grid_diverged: int = 0
 
     @property
     def worst(self):
@@ -231,6 +257,46 @@ def _tune(problem, methods, size, store, device, progress):
                    final_seeds=FINAL_SEEDS, last=LAST, max_extensions=6,
                    store=store, device=device, progress=progress)
     return [_tuned(r, m[3]) for r, m in zip(results, methods)]
+
+
+class _Progress:
+    """One bar over the problems of an experiment and, at the end, one
+    summary line; the sweeps inside run without their own bars."""
+
+    def __init__(self, name, total, device, progress):
+        self.name, self.progress = name, progress
+        self.device = device if device is not None else default_device()
+        self.start = time.perf_counter()
+        self.runs = self.diverged = 0
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=name, unit="problem",
+                            leave=False)
+
+    def count(self, items, n_problems=1):
+        """Add the runs behind :class:`Tuned` or :class:`SharedTuned`
+        results (tuning grid on seed 0 and final seeds)."""
+        for t in items:
+            self.runs += n_problems * (len(t.lrs) + len(FINAL_SEEDS))
+            grid = (t.grid_diverged if isinstance(t, SharedTuned) else
+                    sum(not math.isfinite(v) for v in t.scores))
+            self.diverged += grid + t.n_diverged
+
+    def advance(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        seconds = time.perf_counter() - self.start
+        if self.progress:
+            print(f"{self.name}: {self.runs} runs ({self.diverged} "
+                  f"diverged), seeds {TUNE_SEEDS[0]} (tuning) and "
+                  f"{FINAL_SEEDS[0]}..{FINAL_SEEDS[-1]} (final), device "
+                  f"{self.device}, torch {torch.__version__}, "
+                  f"{seconds:.1f} s")
 
 
 def _family_methods(ps):
@@ -324,25 +390,36 @@ def quadratics(scale="cpu", store=None, device=None, progress=True):
         A dict: ``"size"``, ``"kappas"``, ``"alignments"``, ``"tuned"``
         (``(kappa, alignment)`` -> list of :class:`Tuned`), ``"best_p"``
         (same keys -> the best exponent), ``"gap"`` (same keys -> list of
-        log10 of the relative criterion of each p minus that of p = 1).
+        log10 of the relative criterion of each p minus that of p = 1),
+        ``"rotation_cost"`` (``kappa`` -> per method, rotated minus
+        axis-aligned log10 relative criterion).
     """
     size = _size(scale)
     methods = _family_methods(P_FAMILY) + [
         ("NSGD", "nsgd", {}, None), ("Adam", "adam", {}, None)]
     out = {"size": size, "kappas": size["kappas"],
            "alignments": ("axis", "rotated"), "tuned": {}, "best_p": {},
-           "gap": {}}
+           "gap": {}, "rotation_cost": {}}
+    bar = _Progress("landscapes-quadratics", 2 * len(size["kappas"]),
+                    device, progress)
     for kappa in size["kappas"]:
         for align in out["alignments"]:
             problem = QuadraticProblem(dim=size["dim"], kappa=kappa,
                                        rotate=align == "rotated")
-            tuned = _tune(problem, methods, size, store, device, progress)
+            tuned = _tune(problem, methods, size, store, device, False)
+            bar.count(tuned)
+            bar.advance()
             key = (kappa, align)
             out["tuned"][key] = tuned
             out["best_p"][key] = best_p(tuned)
             gd = next(t for t in tuned if t.p == 1).log_final
             out["gap"][key] = [t.log_final - gd for t in tuned
                                if t.p is not None]
+        axis = out["tuned"][(kappa, "axis")]
+        rot = out["tuned"][(kappa, "rotated")]
+        out["rotation_cost"][kappa] = [
+            b.log_final - a.log_final for a, b in zip(axis, rot)]
+    bar.close()
     return out
 
 
@@ -375,25 +452,24 @@ def _shared(problems, methods, per_scale, size, store, device, progress):
                                     progress=progress).results))
 
     def rel(run):
-        loss = run.final_loss(LAST)
-        return math.log10(loss / run.metrics["loss"][0]) \
-            if math.isfinite(loss) and loss > 0 else math.inf
+        return log_relative(run.final_loss(LAST) / run.metrics["loss"][0])
 
     chosen = []
     for i, g in enumerate(grids):
-        scores = []
+        scores, n_bad = [], 0
         for lr in g:
-            runs = specs_for(i, [lr], TUNE_SEEDS)
-            scores.append(max(rel(done[s]) for s in runs))
+            runs = [done[s] for s in specs_for(i, [lr], TUNE_SEEDS)]
+            scores.append(max(rel(r) for r in runs))
+            n_bad += sum(r.diverged for r in runs)
         j = min(range(len(g)), key=lambda j: scores[j])
         edge = "lower" if j == 0 else "upper" if j == len(g) - 1 else None
-        chosen.append((g[j], edge, scores))
-    flat = [s for i, (lr, _, _) in enumerate(chosen)
+        chosen.append((g[j], edge, scores, n_bad))
+    flat = [s for i, (lr, _, _, _) in enumerate(chosen)
             for s in specs_for(i, [lr], FINAL_SEEDS)]
     final = dict(zip(flat, run_sweep(flat, store=store, device=device,
                                      progress=progress).results))
     out = []
-    for i, (lr, edge, scores) in enumerate(chosen):
+    for i, (lr, edge, scores, n_bad) in enumerate(chosen):
         label, method, hp, p = methods[i]
         per, n_div = [], 0
         for prob in problems:
@@ -402,18 +478,23 @@ def _shared(problems, methods, per_scale, size, store, device, progress):
             n_div += sum(r.diverged for r in runs)
             per.append(statistics.fmean(rel(r) for r in runs))
         out.append(SharedTuned(label, p, lr, edge, list(grids[i]), scores,
-                               per, n_div))
+                               per, n_div, n_bad))
     return out
 
 
-def _scale_study(make, scales, methods, size, store, device, progress):
+def _scale_study(make, scales, methods, size, store, device, bar):
     problems = [make(s) for s in scales]
-    per_scale = [_tune(prob, methods, size, store, device, progress)
-                 for prob in problems]
+    per_scale = []
+    for prob in problems:
+        per_scale.append(_tune(prob, methods, size, store, device, False))
+        bar.count(per_scale[-1])
+        bar.advance()
     slopes = [fit_slope(scales, [tuned[i].best_lr for tuned in per_scale])
               for i in range(len(methods))]
     shared = _shared(problems, methods, per_scale, size, store, device,
-                     progress)
+                     False)
+    bar.count(shared, len(problems))
+    bar.advance()
     return per_scale, slopes, shared
 
 
@@ -442,12 +523,15 @@ def power_laws(scale="cpu", store=None, device=None, progress=True):
     out = {"size": size, "ks": size["ks"], "scales": size["scales"],
            "ps": P_POWER, "tuned": {}, "best_p": {}, "slopes": {},
            "predicted_slopes": {}, "shared": {}, "best_p_shared": {}}
+    bar = _Progress("landscapes-power-laws",
+                    len(size["ks"]) * (len(size["scales"]) + 1), device,
+                    progress)
     for k in size["ks"]:
         def make(s, k=k):
             return PowerLawProblem(dim=size["dim"], k=k,
                                    kappa=size["c_spread"], init_scale=s)
         per_scale, slopes, shared = _scale_study(
-            make, size["scales"], methods, size, store, device, progress)
+            make, size["scales"], methods, size, store, device, bar)
         for s, tuned in zip(size["scales"], per_scale):
             out["tuned"][(k, s)] = tuned
             out["best_p"][(k, s)] = best_p(tuned)
@@ -456,6 +540,7 @@ def power_laws(scale="cpu", store=None, device=None, progress=True):
         out["shared"][k] = shared
         out["best_p_shared"][k] = min(
             shared, key=lambda t: (t.worst, t.p)).p
+    bar.close()
     return out
 
 
@@ -487,8 +572,10 @@ def quartic(scale="cpu", store=None, device=None, progress=True):
     def make(s):
         return QuarticProblem(dim=size["dim"], init_scale=s)
 
+    bar = _Progress("landscapes-quartic", len(scales) + 2, device,
+                    progress)
     per_scale, slopes, shared = _scale_study(
-        make, scales, methods, size, store, device, progress)
+        make, scales, methods, size, store, device, bar)
     specs, rows = [], []
     for s in scales:
         prob = make(s)
@@ -503,7 +590,11 @@ def quartic(scale="cpu", store=None, device=None, progress=True):
             rows.append(dict(scale=s, seed=seed, lr_max=lr_max,
                              specs=pair))
     done = dict(zip(specs, run_sweep(specs, store=store, device=device,
-                                     progress=progress).results))
+                                     progress=False).results))
+    bar.runs += len(specs)
+    bar.diverged += sum(r.diverged for r in done.values())
+    bar.advance()
+    bar.close()
     stability = []
     for row in rows:
         below, above = (done[sp] for sp in row.pop("specs"))
