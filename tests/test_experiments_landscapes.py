@@ -148,3 +148,15 @@ def test_log_relative():
     assert land.log_relative(0.0) == land.LOG_FLOOR
     assert land.log_relative(math.inf) == math.inf
     assert land.log_relative(math.nan) == math.inf
+
+
+def test_registered_runners_report():
+    report = EXPERIMENTS["landscapes-quartic"].run("test", None, "cpu",
+                                                   False)
+    assert report.startswith("landscapes-quartic (test)")
+    assert "GD: tuned lr slope -2.00 (predicted -2.00)" in report
+    assert "for every start: True" in report
+    report = EXPERIMENTS["landscapes-power-laws"].run("test", None, "cpu",
+                                                      False)
+    assert "k = 4, p* = 0.333: best p per scale 0.333, 0.333, 0.333" \
+        in report
