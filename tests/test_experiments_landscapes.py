@@ -96,10 +96,15 @@ def test_quartic_stability_edge(quart):
 
 
 def test_quartic_slopes(quart):
-    assert quart["labels"] == ["GD", "NSGD", "p = 1/3"]
-    assert quart["predicted_slopes"] == [-2.0, 1.0, 0.0]
-    for a, b in zip(quart["slopes"], quart["predicted_slopes"]):
+    assert quart["labels"] == ["GD", "NSGD", "p = 1/3", "clipped GD"]
+    assert quart["predicted_slopes"] == [-2.0, 1.0, 0.0, None]
+    for a, b in zip(quart["slopes"][:3], quart["predicted_slopes"][:3]):
         assert abs(a - b) <= 0.25
+    # clipped GD: gradient descent where the clip never acts (the
+    # smallest start), so its tuned rate there is GD's
+    small = quart["scales"][0]
+    gd, clip = quart["tuned"][small][0], quart["tuned"][small][3]
+    assert gd.best_lr == clip.best_lr
 
 
 def test_curvature_exponent():

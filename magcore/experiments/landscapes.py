@@ -18,8 +18,8 @@ with the exponent the theory predicts:
   :math:`p^\star = 1/(k-1)`; the learning rate is tuned at each scale and,
   separately, one rate is tuned for all scales at once;
 * :func:`quartic`: :math:`f = \sum_i\theta_i^4` from several starting
-  scales, gradient descent against normalized steps: how the tuned and
-  the largest stable learning rates move with the start.
+  scales, gradient descent against normalized and clipped steps: how the
+  tuned and the largest stable learning rates move with the start.
 
 Every method's learning rate is tuned with :func:`~magcore.sweeps.tune`
 on its own log-spaced range (four rates per decade, extended past an
@@ -46,8 +46,8 @@ from ..sweeps.spec import RunSpec, log_range
 from ..sweeps.tune import Setting, tune
 from . import register
 
-__all__ = ["LOG_FLOOR", "P_FAMILY", "P_POWER", "SIZES", "SharedTuned",
-           "Tuned", "best_p", "curvature_exponent", "fit_slope",
+__all__ = ["CLIP_NORM", "LOG_FLOOR", "P_FAMILY", "P_POWER", "SIZES",
+           "SharedTuned", "Tuned", "best_p", "curvature_exponent", "fit_slope",
            "lattice_range", "log_relative", "power_laws", "quadratics",
            "quartic", "verdict"]
 
@@ -57,6 +57,8 @@ P_FAMILY = (0.0, 0.25, 0.5, 0.75, 1.0)
 P_POWER = (0.0, 0.25, 1 / 3, 0.5, 0.75, 1.0)
 #: Learning rates per decade of every grid.
 PER_DECADE = 4
+#: The threshold c of clipped gradient descent on x^4.
+CLIP_NORM = 1.0
 TUNE_SEEDS = (0,)
 FINAL_SEEDS = (1, 2, 3, 4, 5)
 LAST = 3
@@ -217,6 +219,9 @@ def _first_update(problem, method, hparams):
         return torch.sign(g) * g.abs() ** p
     if method == "nsgd":
         return g / torch.linalg.vector_norm(g)
+    if method == "clipsgd":
+        norm = torch.linalg.vector_norm(g).item()
+        return g * min(1.0, hparams.get("max_norm", 1.0) / norm)
     return torch.sign(g)
 
 
@@ -548,8 +553,10 @@ def quartic(scale="cpu", store=None, device=None, progress=True):
     r"""Gradient descent against normalized steps on :math:`\sum_i
     \theta_i^4` from several starting scales.
 
-    Methods: gradient descent (``sgd``), NSGD and the sign-power map with
-    the scale-free :math:`p = 1/3`, each tuned at each starting scale
+    Methods: gradient descent (``sgd``), NSGD, the sign-power map with
+    the scale-free :math:`p = 1/3` and clipped gradient descent
+    (``clipsgd``, threshold :data:`CLIP_NORM`; it has no single
+    homogeneity, so no predicted slope), each tuned at each starting scale
     :math:`s` (:math:`\theta_0 \sim \mathcal N(0, s^2 I)`) and once for
     all scales. The largest stable rate of gradient descent is known in
     closed form, :math:`1/(2\lVert\theta_0\rVert_\infty^2)`; it is
@@ -558,15 +565,17 @@ def quartic(scale="cpu", store=None, device=None, progress=True):
     Returns:
         A dict: ``"size"``, ``"scales"``, ``"labels"``, ``"tuned"``
         (``s`` -> list of :class:`Tuned`), ``"slopes"`` and
-        ``"predicted_slopes"`` (one per method), ``"shared"`` (list of
+        ``"predicted_slopes"`` (one per method, ``None`` for clipped
+        gradient descent), ``"shared"`` (list of
         :class:`SharedTuned`), ``"stability"``: a list of dicts with
         ``scale``, ``seed``, ``lr_max``, ``below_diverged`` and
         ``above_diverged``.
     """
     size = _size(scale)
     methods = [("GD", "sgd", {}, 1.0), ("NSGD", "nsgd", {}, None),
-               ("p = 1/3", "signpowersgd", {"p": 1 / 3}, 1 / 3)]
-    homogeneity = [1.0, 0.0, 1 / 3]
+               ("p = 1/3", "signpowersgd", {"p": 1 / 3}, 1 / 3),
+               ("clipped GD", "clipsgd", {"max_norm": CLIP_NORM}, None)]
+    homogeneity = [1.0, 0.0, 1 / 3, None]
     scales = size["quartic_scales"]
 
     def make(s):
@@ -606,7 +615,8 @@ def quartic(scale="cpu", store=None, device=None, progress=True):
     return {"size": size, "scales": scales,
             "labels": [m[0] for m in methods],
             "tuned": dict(zip(scales, per_scale)), "slopes": slopes,
-            "predicted_slopes": [1 - q * 3 for q in homogeneity],
+            "predicted_slopes": [None if q is None else 1 - q * 3
+                                 for q in homogeneity],
             "shared": shared, "stability": stability}
 
 
@@ -659,8 +669,9 @@ def _run_quartic(scale, store, device, progress):
              f"{res['size']['steps']} steps, scales {res['scales']}"]
     for label, a, b in zip(res["labels"], res["slopes"],
                            res["predicted_slopes"]):
+        pred = "none" if b is None else f"{b:.2f}"
         lines.append(f"  {label}: tuned lr slope {a:.2f} (predicted "
-                     f"{b:.2f})")
+                     f"{pred})")
     ok = all(not r["below_diverged"] and r["above_diverged"]
              for r in res["stability"])
     lines.append(f"  GD stable below and diverging above 1/(2 max|x0|^2) "
