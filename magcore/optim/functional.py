@@ -41,7 +41,7 @@ rule              hyperparameters (class)
 ``nsgd``          lr, momentum (:class:`~magcore.NSGD`)
 ``lion``          lr, beta1, beta2, weight_decay (:class:`~magcore.Lion`)
 ``clipsgd``       lr, max_norm (no class: :class:`torch.optim.SGD` after
-                  :func:`torch.nn.utils.clip_grad_norm_`)
+                  ``torch.nn.utils.clip_grad_norm_``)
 ================  ==================================================
 
 ``adamw`` is :class:`~magcore.Adam` with
@@ -326,7 +326,7 @@ def _step_clip(params, grads, state, hp):
 
     :math:`\alpha` = ``lr``, :math:`c` = ``max_norm``, the norm over all
     tensors of a run and :math:`\epsilon` = :data:`CLIP_EPS`, as in
-    :func:`torch.nn.utils.clip_grad_norm_`. For :math:`\lVert g\rVert_2
+    ``torch.nn.utils.clip_grad_norm_``. For :math:`\lVert g\rVert_2
     \gg c` it is NSGD with step length :math:`\alpha c`, for
     :math:`\lVert g\rVert_2 < c - \epsilon` gradient descent.
     """
