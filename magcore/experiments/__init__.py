@@ -74,3 +74,4 @@ from . import toy  # noqa: E402,F401  (registers its experiments)
 from . import method  # noqa: E402,F401
 from . import imbalance  # noqa: E402,F401
 from . import noise  # noqa: E402,F401
+from . import landscapes  # noqa: E402,F401

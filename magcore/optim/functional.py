@@ -40,6 +40,8 @@ rule              hyperparameters (class)
 ``normpowersgd``  lr, p, momentum (:class:`~magcore.NormPowerSGD`)
 ``nsgd``          lr, momentum (:class:`~magcore.NSGD`)
 ``lion``          lr, beta1, beta2, weight_decay (:class:`~magcore.Lion`)
+``clipsgd``       lr, max_norm (no class: :class:`torch.optim.SGD` after
+                  ``torch.nn.utils.clip_grad_norm_``)
 ================  ==================================================
 
 ``adamw`` is :class:`~magcore.Adam` with
@@ -47,7 +49,8 @@ rule              hyperparameters (class)
 other than ``pqsgd-tensor`` take the norm over the whole run
 (``norm_scope="group"``). The tests check
 every rule against its class step by step in float64, parameters and
-state.
+state; ``clipsgd``, which has no class, against PyTorch's clipping
+followed by PyTorch's SGD.
 
 Example:
     >>> params = {"w": torch.tensor([[1.0, -2.0], [1.0, -2.0]])}
@@ -286,6 +289,49 @@ def _lion_pq(hp):
                 beta2=hp["beta2"], weight_decay=hp["weight_decay"])
 
 
+#: The constant PyTorch's ``clip_grad_norm_`` adds to the norm.
+CLIP_EPS = 1e-6
+
+
+def _positive(name, value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Invalid {name}: {value!r} (expected a number)") from None
+    if not number > 0:
+        raise ValueError(f"Invalid {name}: {value!r} (must be > 0)")
+
+
+def _init_clip(params):
+    return {}
+
+
+def _step_clip(params, grads, state, hp):
+    r"""Gradient descent on the clipped gradient,
+
+    .. math::
+
+        \theta \leftarrow \theta - \alpha \min\Bigl(1,
+        \frac{c}{\lVert g\rVert_2 + \epsilon}\Bigr) g,
+
+    :math:`\alpha` = ``lr``, :math:`c` = ``max_norm``, the norm over all
+    tensors of a run and :math:`\epsilon` = :data:`CLIP_EPS`, as in
+    ``torch.nn.utils.clip_grad_norm_``. For :math:`\lVert g\rVert_2
+    \gg c` it is NSGD with step length :math:`\alpha c`, for
+    :math:`\lVert g\rVert_2 < c - \epsilon` gradient descent.
+    """
+    names = list(params)
+    two = torch.full_like(hp["lr"], 2.0)
+    norm = run_norm([grads[n] for n in names], two)
+    coef = torch.clamp(hp["max_norm"] / (norm + CLIP_EPS), max=1.0)
+    new_params = {}
+    for name in names:
+        g = grads[name] * _per_run(coef, grads[name])
+        new_params[name] = params[name] - _per_run(hp["lr"], g) * g
+    return new_params, {}
+
+
 @dataclass(frozen=True)
 class UpdateRule:
     """One update rule: its hyperparameters and its two pure functions.
@@ -347,6 +393,9 @@ RULES = {rule.name: rule for rule in [
                dict(lr=check_nonnegative, beta1=_unit, beta2=_unit,
                     weight_decay=check_nonnegative),
                _init_pq, _preset(_lion_pq)),
+    UpdateRule("clipsgd", dict(lr=None, max_norm=1.0),
+               dict(lr=check_nonnegative, max_norm=_positive),
+               _init_clip, _step_clip),
 ]}
 
 
