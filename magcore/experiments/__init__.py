@@ -71,3 +71,4 @@ def get(name):
 
 
 from . import toy  # noqa: E402,F401  (registers its experiments)
+from . import models  # noqa: E402,F401
