@@ -281,7 +281,7 @@ def curvature_slopes(problem, params, batch, n_probes=16, n_bins=8,
     the model together (key ``"all"``).
 
     Returns:
-        A dict: tensor name (and ``"all"``) -> :class:`SlopeFit`.
+        One :class:`SlopeFit` per tensor name, and one under ``"all"``.
     """
     g = gradient(problem, params, batch)
     h = hutchinson_diagonal(problem, params, batch, n_probes=n_probes,
