@@ -1,8 +1,9 @@
 """Runs: an optimizer put on a problem, and the records they leave.
 
 ``batch_model`` (closed-form expected progress of one step on a noisy
-quadratic) and ``diagnostics`` (how sign-like an update is) are pure
-functions used by the chapters; import them from their modules.
+quadratic), ``diagnostics`` (how sign-like an update is) and
+``curvature`` (a Hessian diagonal, and how it grows with the gradient)
+are pure functions used by the chapters; import them from their modules.
 
 The sweep engine trains many runs of a :class:`~magcore.problems.Problem`
 at once: ``spec`` describes runs and builds sweeps, ``engine`` trains them
