@@ -15,8 +15,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 # pytest: unit tests, doctests and notebooks in one run, on two processes.
 # --dist loadfile keeps all cells of a notebook on one worker (one kernel).
+# Each worker and each notebook kernel computes on one thread: two workers
+# that each start two torch threads on two cores stall one another, and a
+# notebook's experiment then takes several times its CPU time.
 PYTEST_ARGS := -n 2 --dist loadfile --durations=15 \
-	--nbval-lax --nbval-current-env --nbval-cell-timeout 300 \
+	--nbval-lax --nbval-current-env --nbval-cell-timeout 600 \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg
 
 .PHONY: setup book test clean
@@ -37,7 +40,8 @@ book: setup
 	$(BIN)/jupyter-book build -W -n --keep-going .
 
 test: book
-	$(BIN)/python -m pytest $(PYTEST_ARGS) tests magcore chapters
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS) \
+		tests magcore chapters
 
 clean:
 	rm -rf _build .pytest_cache
