@@ -62,7 +62,17 @@ def test_bad_scale():
         phase_diagram("huge", progress=False)
 
 
-def test_registered_runner_reports(diagram):
+def test_registered_runner_reports_and_resumes(tmp_path):
+    from magcore.sweeps import ResultStore
+    run = get("answer-phase").run
+    first = run("test", ResultStore(tmp_path), "cpu", False)
+    n_cells = (len(SIZES["test"]["noise"]) * len(SIZES["test"]["kappas"])
+               * len(SIZES["test"]["alignments"]))
+    assert first.count("best p") == n_cells and "ties:" in first
+    # a second run reads every run from the store and reports the same
+    assert run("test", ResultStore(tmp_path), "cpu", False) == first
+
+
+def test_report_lists_every_cell(diagram):
     text = report(diagram)
-    assert "best p" in text and "ties:" in text
-    assert get("answer-phase").summary
+    assert text.count("margin") == diagram.best_p().size
