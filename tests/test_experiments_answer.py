@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from magcore.experiments import answer as answer_mod
 from magcore.experiments import get
 from magcore.experiments.answer import (SIZES, diagonal_share,
                                         phase_diagram, report)
@@ -76,3 +77,25 @@ def test_registered_runner_reports_and_resumes(tmp_path):
 def test_report_lists_every_cell(diagram):
     text = report(diagram)
     assert text.count("margin") == diagram.best_p().size
+
+
+def test_abs_moment():
+    assert math.isclose(answer_mod.abs_moment(0.0), 1.0)
+    assert math.isclose(answer_mod.abs_moment(2.0), 1.0)
+    assert math.isclose(answer_mod.abs_moment(4.0), 3.0)
+    assert math.isclose(answer_mod.abs_moment(1.0), math.sqrt(2 / math.pi))
+    with pytest.raises(ValueError, match="m"):
+        answer_mod.abs_moment(-1.0)
+
+
+def test_power_diagram_scale_free_exponent_without_noise():
+    diagram = answer_mod.power_diagram("test", progress=False)
+    size = SIZES["test"]
+    assert diagram.columns == tuple((k,) for k in size["ks"])
+    assert diagram.scores.shape[2] == len(size["power_p_values"])
+    # without noise the scale-free exponent 1/(k-1) wins: p = 1 on the
+    # quadratic (k = 2), p = 1/3 on the quartic (k = 4)
+    best = diagram.best_p()[0]
+    assert [round(p, 3) for p in best] == [
+        round(1 / (k - 1), 3) for k in size["ks"]]
+    assert diagram.diag_share == (1.0, 1.0)

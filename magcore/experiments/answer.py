@@ -38,6 +38,10 @@ standard deviation over seeds of the per-seed difference of the two
 (:meth:`PhaseDiagram.ties`); the unpaired rule, the larger of the two
 standard deviations, is :meth:`PhaseDiagram.ties_unpaired`.
 
+:func:`power_diagram` draws the same diagram on the power laws
+:math:`\sum_i c_i\lvert\theta_i\rvert^k`, whose columns differ by how
+the curvature grows with the gradient (exponent :math:`k`).
+
 Two measurable properties are recorded per cell, so that a reader can
 place a problem of their own on the diagram: the simple noise scale
 :math:`B_{\rm simple} = \operatorname{tr}\Sigma/\lVert\nabla f\rVert^2`
@@ -55,14 +59,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..problems.synthetic import QuadraticProblem
+from ..problems.synthetic import PowerLawProblem, QuadraticProblem
 from ..sweeps.engine import default_device
 from ..sweeps.tune import Setting, tune
 from . import register
 from .landscapes import lattice_range, log_relative
 
-__all__ = ["PhaseDiagram", "SIZES", "diagonal_share", "phase_diagram",
-           "report"]
+__all__ = ["PhaseDiagram", "SIZES", "abs_moment", "column_label",
+           "diagonal_share", "phase_diagram", "power_diagram", "report"]
 
 TUNE_SEEDS = (0,)
 FINAL_SEEDS = (1, 2, 3, 4, 5)
@@ -72,18 +76,21 @@ LAST = 3
 SIZES = {
     "test": dict(dim=4, steps=30, checkpoints=5, kappas=(100.0,),
                  alignments=("axis", "rotated"), noise=(0.0, 1.0),
-                 p_values=(0.0, 0.5, 1.0)),
+                 p_values=(0.0, 0.5, 1.0), ks=(2.0, 4.0),
+                 power_p_values=(0.0, 1 / 3, 1.0)),
     "cpu": dict(dim=16, steps=200, checkpoints=10,
                 kappas=(10.0, 100.0, 1000.0, 1e4),
                 alignments=("axis", "rotated"),
                 noise=(0.0, 0.001, 0.01, 0.1, 1.0),
-                p_values=(0.0, 0.25, 0.5, 0.75, 1.0)),
+                p_values=(0.0, 0.25, 0.5, 0.75, 1.0), ks=(2.0, 3.0, 4.0),
+                power_p_values=(0.0, 0.25, 1 / 3, 0.5, 0.75, 1.0)),
     "full": dict(dim=1000, steps=2000, checkpoints=20,
                  kappas=(10.0, 100.0, 1000.0, 1e4),
                  alignments=("axis", "rotated"),
                  noise=(0.0, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0),
                  p_values=(0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75,
-                           0.875, 1.0)),
+                           0.875, 1.0), ks=(2.0, 3.0, 4.0, 6.0),
+                 power_p_values=(0.0, 0.2, 0.25, 1 / 3, 0.5, 0.75, 1.0)),
 }
 
 
@@ -160,8 +167,10 @@ class PhaseDiagram:
         return self.scores.mean(axis=3)
 
     def std(self):
-        """Sample standard deviation over seeds, like :meth:`mean`."""
-        return self.scores.std(axis=3, ddof=1)
+        """Sample standard deviation over seeds, like :meth:`mean`
+        (``nan`` where a run diverged)."""
+        with np.errstate(invalid="ignore"):
+            return self.scores.std(axis=3, ddof=1)
 
     def _order(self):
         mean = self.mean()
@@ -220,32 +229,35 @@ class PhaseDiagram:
                    for e in col)
 
 
+def _exact_grad(problem, x):
+    """The noise-free gradient of ``problem`` at ``x`` (float64)."""
+    x = x.to(torch.float64)
+    if isinstance(problem, QuadraticProblem):
+        return problem.hessian @ x
+    return problem.function().gradient(x)
+
+
 def _guess(problem, p):
     """A first guess of the rate: the first noise-free step moves the
     start by a tenth of its length. It only centres the grid."""
     x0 = problem.init(TUNE_SEEDS[0])["theta"].to(torch.float64)
-    g = problem.hessian @ x0
+    g = _exact_grad(problem, x0)
     u = torch.sign(g) * g.abs() ** p
     return 0.1 * torch.linalg.vector_norm(x0).item() / \
         torch.linalg.vector_norm(u).item()
 
 
-def phase_diagram(scale="cpu", store=None, device=None, progress=True):
-    """Tune every exponent in every cell; see the module docstring.
+def _cells(name, size, columns, make, mean_sq_grad, store, device,
+           progress):
+    r"""Tune every exponent in every cell.
 
-    Args:
-        scale: ``"test"``, ``"cpu"`` or ``"full"`` (:data:`SIZES`).
-        store, device: passed to the engine.
-        progress: a bar over the cells and a one-line summary at the end.
-
-    Returns:
-        A :class:`PhaseDiagram`.
+    ``make(column, sigma)`` builds a cell's problem and
+    ``mean_sq_grad(column)`` is :math:`\mathbb E\lVert\nabla
+    f(\theta_0)\rVert^2` for the column, which sets :math:`\sigma` from
+    the noise scale :math:`b` of the row.
     """
-    size = _size(scale)
     start = time.perf_counter()
     noise, ps = tuple(size["noise"]), tuple(size["p_values"])
-    columns = tuple((k, a) for k in size["kappas"]
-                    for a in size["alignments"])
     shape = (len(noise), len(columns), len(ps))
     scores = np.full(shape + (len(FINAL_SEEDS),), math.inf)
     best_lr = np.full(shape, math.nan)
@@ -258,18 +270,19 @@ def phase_diagram(scale="cpu", store=None, device=None, progress=True):
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=shape[0] * shape[1], desc="answer-phase",
-                   unit="cell", leave=False)
-    for j, (kappa, align) in enumerate(columns):
+        bar = tqdm(total=shape[0] * shape[1], desc=name, unit="cell",
+                   leave=False)
+    for j, column in enumerate(columns):
         for i, b in enumerate(noise):
-            h = QuadraticProblem(dim=size["dim"], kappa=kappa).h
-            sigma = math.sqrt(b * (h ** 2).sum().item() / size["dim"])
+            sigma = math.sqrt(b * mean_sq_grad(column) / size["dim"])
             sigmas[i, j] = sigma
-            problem = QuadraticProblem(dim=size["dim"], kappa=kappa,
-                                       rotate=align == "rotated",
-                                       noise_std=sigma)
+            problem = make(column, sigma)
             if i == 0:
-                shares.append(diagonal_share(problem.hessian))
+                x0 = problem.init(TUNE_SEEDS[0])["theta"]
+                hess = torch.func.hessian(
+                    lambda t: problem.loss({"theta": t},
+                                           (torch.zeros_like(t),)))(x0)
+                shares.append(diagonal_share(hess))
             settings = []
             for p in ps:
                 low, high, n = lattice_range(_guess(problem, p), 2.0, 0.5)
@@ -291,46 +304,128 @@ def phase_diagram(scale="cpu", store=None, device=None, progress=True):
                     scores[i, j, k, s] = log_relative(
                         run.final_loss(LAST) / run.metrics["loss"][0])
             trace = problem.noise_covariance.trace().item()
-            x0 = problem.init(FINAL_SEEDS[0])["theta"].to(torch.float64)
-            g0 = problem.hessian @ x0
+            x0 = problem.init(FINAL_SEEDS[0])["theta"]
+            g0 = _exact_grad(problem, x0)
             b_start[i, j] = trace / (g0 ** 2).sum().item()
             best = int(np.argmin(scores[i, j].mean(axis=1)))
             ends = [run.metrics["grad_norm"][-1]
                     for run in results[best].final]
-            b_end[i, j] = trace / max(statistics.median(ends), 1e-300) ** 2
+            end_sq = statistics.median(ends) ** 2
+            b_end[i, j] = 0.0 if trace == 0 else trace / max(end_sq,
+                                                             1e-300)
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
-    out = PhaseDiagram(
-        size=size, noise=noise, sigma=sigmas, columns=columns, p_values=ps,
-        scores=scores, best_lr=best_lr, edge=edge, n_diverged=n_div,
-        n_diverged_tuning=n_tuning_div, n_runs=n_runs,
-        b_simple_start=b_start, b_simple_end=b_end,
-        diag_share=tuple(shares))
     if progress:
         dev = default_device() if device is None else device
-        print(f"answer-phase ({scale}): {n_runs} runs "
+        print(f"{name}: {n_runs} runs "
               f"({n_tuning_div + int(n_div.sum())} diverged), seeds "
               f"{TUNE_SEEDS[0]} (tuning) and {FINAL_SEEDS[0]}.."
               f"{FINAL_SEEDS[-1]} (final), device {dev}, torch "
               f"{torch.__version__}, {time.perf_counter() - start:.1f} s")
-    return out
+    return PhaseDiagram(
+        size=size, noise=noise, sigma=sigmas, columns=tuple(columns),
+        p_values=ps, scores=scores, best_lr=best_lr, edge=edge,
+        n_diverged=n_div, n_diverged_tuning=n_tuning_div, n_runs=n_runs,
+        b_simple_start=b_start, b_simple_end=b_end,
+        diag_share=tuple(shares))
+
+
+def phase_diagram(scale="cpu", store=None, device=None, progress=True):
+    """Tune every exponent in every cell of the quadratics; see the
+    module docstring.
+
+    Args:
+        scale: ``"test"``, ``"cpu"`` or ``"full"`` (:data:`SIZES`).
+        store, device: passed to the engine.
+        progress: a bar over the cells and a one-line summary at the end.
+
+    Returns:
+        A :class:`PhaseDiagram` whose columns are ``(kappa, alignment)``.
+    """
+    size = _size(scale)
+    columns = [(k, a) for k in size["kappas"] for a in size["alignments"]]
+
+    def make(column, sigma):
+        kappa, align = column
+        return QuadraticProblem(dim=size["dim"], kappa=kappa,
+                                rotate=align == "rotated", noise_std=sigma)
+
+    def mean_sq_grad(column):
+        # E|H theta_0|^2 = tr(H^2) = sum h_i^2 for theta_0 ~ N(0, I)
+        h = QuadraticProblem(dim=size["dim"], kappa=column[0]).h
+        return (h ** 2).sum().item()
+
+    return _cells(f"answer-phase ({scale})", size, columns, make,
+                  mean_sq_grad, store, device, progress)
+
+
+def abs_moment(m):
+    r""":math:`\mathbb E\lvert Z\rvert^m` for a standard normal
+    :math:`Z`, :math:`2^{m/2}\Gamma(\frac{m+1}{2})/\sqrt\pi`.
+
+    Raises:
+        ValueError: unless ``m > -1``.
+    """
+    if not m > -1:
+        raise ValueError(f"Invalid m: {m!r} (expected a number > -1)")
+    return 2 ** (m / 2) * math.gamma((m + 1) / 2) / math.sqrt(math.pi)
+
+
+def power_diagram(scale="cpu", store=None, device=None, progress=True):
+    r"""The same diagram on power laws, over noise and the exponent k.
+
+    Each column is a :class:`~magcore.problems.PowerLawProblem`
+    :math:`f = \sum_i c_i\lvert\theta_i\rvert^k` with :math:`c_i`
+    log-spaced over a factor 10 (axis-aligned; its curvature grows with
+    the gradient like :math:`\lVert g\rVert^{a}`, :math:`a =
+    (k-2)/(k-1)`, and the scale-free exponent is :math:`1/(k-1)`). The
+    rows, tuning and scores are those of :func:`phase_diagram`, with
+    :math:`\mathbb E\lVert\nabla f(\theta_0)\rVert^2 = k^2\,\mathbb
+    E\lvert Z\rvert^{2k-2}\sum_i c_i^2`.
+
+    Returns:
+        A :class:`PhaseDiagram` whose columns are ``(k,)``.
+    """
+    size = _size(scale)
+    columns = [(k,) for k in size["ks"]]
+
+    def make(column, sigma):
+        return PowerLawProblem(dim=size["dim"], k=column[0], kappa=10.0,
+                               noise_std=sigma)
+
+    def mean_sq_grad(column):
+        k = column[0]
+        c = PowerLawProblem(dim=size["dim"], k=k, kappa=10.0).c
+        return k ** 2 * abs_moment(2 * k - 2) * (c ** 2).sum().item()
+
+    sized = dict(size, p_values=size["power_p_values"])
+    return _cells(f"answer-power ({scale})", sized, columns, make,
+                  mean_sq_grad, store, device, progress)
+
+
+def column_label(column):
+    """A column in words: ``"kappa 10, axis"`` or ``"k = 3"``."""
+    if len(column) == 2:
+        return f"kappa {column[0]:g}, {column[1]}"
+    return f"k = {column[0]:g}"
 
 
 def report(diagram):
     """The diagram as plain text: one line per cell."""
     lines = [f"dim {diagram.size['dim']}, {diagram.size['steps']} steps, "
-             f"batch 1, exponents {diagram.p_values}"]
+             f"batch 1, exponents "
+             + ", ".join(f"{p:.3g}" for p in diagram.p_values)]
     best, margin, ties = (diagram.best_p(), diagram.margin(),
                           diagram.ties())
-    for j, (kappa, align) in enumerate(diagram.columns):
+    for j, column in enumerate(diagram.columns):
         for i, b in enumerate(diagram.noise):
             tag = " (tie)" if ties[i, j] else ""
             lines.append(
-                f"kappa {kappa:g}, {align}, b {b:g}: best p "
-                f"{best[i, j]:g}, margin {margin[i, j]:.2f} decades{tag}; "
-                f"B_simple {diagram.b_simple_start[i, j]:.2g} -> "
+                f"{column_label(column)}, b {b:g}: best p "
+                f"{best[i, j]:.3g}, margin {margin[i, j]:.2f} decades"
+                f"{tag}; B_simple {diagram.b_simple_start[i, j]:.2g} -> "
                 f"{diagram.b_simple_end[i, j]:.2g}")
     lines.append(f"ties: {int(ties.sum())} of {ties.size}; rates on a "
                  f"grid edge: {diagram.n_edges()}")
@@ -342,3 +437,10 @@ def report(diagram):
 def _run_phase(scale, store, device, progress):
     return f"answer-phase ({scale}): " + report(
         phase_diagram(scale, store, device, progress))
+
+
+@register("answer-power",
+          "best sign-power exponent over noise x power-law exponent k")
+def _run_power(scale, store, device, progress):
+    return f"answer-power ({scale}): " + report(
+        power_diagram(scale, store, device, progress))
