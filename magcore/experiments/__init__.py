@@ -76,3 +76,4 @@ from . import imbalance  # noqa: E402,F401
 from . import noise  # noqa: E402,F401
 from . import landscapes  # noqa: E402,F401
 from . import models  # noqa: E402,F401
+from . import answer  # noqa: E402,F401
