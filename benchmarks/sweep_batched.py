@@ -1,12 +1,13 @@
 """Batched sweep against a loop over configurations, on one CPU thread.
 
-64 configurations of a 64-32-10 MLP on scikit-learn's digits (8 learning
+64 configurations of the digits MLP of :mod:`magcore.problems`
+(``make_problem("digits-mlp", hidden=(32,))``, 64-32-10; 8 learning
 rates times 8 exponents p of SignPowerSGD with momentum 0.9), 200 steps
 of batch 32 each, trained two ways:
 
 * batched: :func:`magcore.sweeps.run_sweep`, one ``vmap``-ed gradient
   and one pure update per step for all 64 runs;
-* loop: one configuration after the other, an ``nn``-style model with
+* loop: one configuration after the other, the same problem's loss with
   autograd and the :class:`magcore.SignPowerSGD` optimizer, the same
   batches and the same checkpoints.
 
@@ -24,48 +25,9 @@ import time
 
 import torch
 
-from magcore.problems import Problem, load_digits_split
+from magcore.problems import make_problem
 from magcore.sweeps import grid, log_range, make_optimizer, run_sweep
 from magcore.sweeps.spec import data_seed
-
-
-class DigitsMLP(Problem):
-    """Cross-entropy of a 64-32-10 tanh MLP on the digits, functional."""
-
-    name = "digits-mlp-benchmark"
-
-    def __init__(self, hidden=32):
-        data = load_digits_split(test_fraction=0.2, seed=0)
-        self.x, self.y = data.x_train, data.y_train
-        self.n_train = self.x.shape[0]
-        self.hidden = hidden
-
-    def init(self, seed):
-        gen = torch.Generator().manual_seed(seed)
-        h = self.hidden
-        return {"w1": torch.randn(64, h, generator=gen) / 8.0,
-                "b1": torch.zeros(h),
-                "w2": torch.randn(h, 10, generator=gen) / h ** 0.5,
-                "b2": torch.zeros(10)}
-
-    def sample(self, generator, batch_size):
-        idx = torch.randint(self.n_train, (batch_size,),
-                            generator=generator)
-        return self.x[idx], self.y[idx]
-
-    def loss(self, params, batch):
-        x, y = batch
-        hid = torch.tanh(x @ params["w1"] + params["b1"])
-        logits = hid @ params["w2"] + params["b2"]
-        picked = logits.gather(-1, y[:, None])[:, 0]
-        return (logits.logsumexp(-1) - picked).mean()
-
-    def metrics(self, params):
-        with torch.no_grad():
-            return {"loss": float(self.loss(params, (self.x, self.y)))}
-
-    def config(self):
-        return {"hidden": self.hidden}
 
 
 def loop(specs):
@@ -99,7 +61,7 @@ def main():
                         help="time each way this often; keep the fastest")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    problem = DigitsMLP()
+    problem = make_problem("digits-mlp", hidden=(32,))
     specs = grid(problem, "signpowersgd", steps=args.steps, batch_size=32,
                  checkpoints=2, lr=log_range(1e-3, 1e-1, 8),
                  p=[0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0],
